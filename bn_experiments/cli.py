@@ -1,0 +1,148 @@
+"""`bn-exp`: run, plot and report experiments from the command line.
+
+    bn-exp run [--config fig1_mnist[:quick]] [--workdir DIR] [--restart] [--config.FIELD=VALUE ...]
+    bn-exp plot WORKDIR
+    bn-exp report [--results results]
+
+A thin layer over importable functions (`runner.train_and_evaluate`, `plots.plot`,
+`report.write`), so notebooks can call them directly. Bad input exits with status 2 and one line
+naming the field and the fix, before anything is compiled.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _load_config(argv: list[str]):
+    """absl-style parsing of `--config PATH[:ARG]` plus `--config.FIELD=VALUE` overrides."""
+    from bn_experiments import config as config_lib
+
+    argv = list(argv)
+    spec, where = "fig1_mnist", None
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            spec, where = argv[i + 1], i + 1
+        elif a.startswith("--config="):
+            spec, where = a.split("=", 1)[1], i
+    path = config_lib.resolve_path(spec)
+    if where is None:
+        argv = ["--config", path, *argv]
+    elif argv[where].startswith("--config="):
+        argv[where] = "--config=" + path
+    else:
+        argv[where] = path
+
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
+                                    lock_config=False)
+    flags.DEFINE_string("workdir", None, "output directory", flag_values=fv)
+    flags.DEFINE_bool("restart", False, "overwrite a finished workdir", flag_values=fv)
+    flags.DEFINE_bool("progress", True, "show progress bars", flag_values=fv)
+    try:
+        fv(["bn-exp run", *argv])
+    except flags.Error as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+    except (KeyError, AttributeError, TypeError, ValueError) as err:
+        _explain_unknown_override(path, argv)
+        raise UsageError(f"bad --config override: {err}") from None
+    stem = pathlib.Path(path.partition(":")[0]).stem
+    return fv.config, fv.workdir or f"runs/{stem}", fv.restart, fv.progress
+
+
+def _explain_unknown_override(path: str, argv: list[str]) -> None:
+    """Raises a did-you-mean error for the first `--config.KEY` the config file does not have."""
+    import importlib.util
+    from bn_experiments import config as config_lib
+
+    file, _, arg = path.partition(":")
+    spec = importlib.util.spec_from_file_location("_bn_exp_config", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config(arg or None)
+    for a in argv:
+        if a.startswith("--config."):
+            key = a[len("--config."):].partition("=")[0]
+            if key not in config_lib.flatten(cfg):
+                config_lib.set_dotted(cfg, key, None)  # raises ConfigError with a did-you-mean
+
+
+def cmd_run(argv: list[str]) -> int:
+    from bn_experiments import config as config_lib, runner
+    from bn_experiments.configs import default
+
+    cfg, workdir, restart, progress = _load_config(argv)
+    config_lib.validate(cfg, reference=default.get_config())
+    doc = runner.train_and_evaluate(cfg, workdir, restart=restart, progress=progress)
+    for run in doc["runs"]:
+        f = run["final"]
+        div = f", diverged at step {run['diverged_at_step']}" if run["diverged_at_step"] else ""
+        print(f"{run['name']}: test_accuracy={f.get('test_accuracy')} "
+              f"max={f.get('max_test_accuracy')} steps_to_target={f.get('steps_to_target')}{div}")
+    for claim in doc["claims"]:
+        print(f"[{claim['verdict']}] {claim['claim']}: {claim['measured']}")
+    print(f"wrote {workdir}")
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bn-exp plot", description="Redraw figures from summary.json.")
+    parser.add_argument("workdir")
+    args = parser.parse_args(argv)
+    from bn_experiments import plots
+    for path in plots.plot(args.workdir):
+        print(path)
+    return 0
+
+
+def cmd_report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bn-exp report",
+                                     description="Regenerate the claims ledger results/README.md.")
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    from bn_experiments import report
+    print(report.write(args.results))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plot": cmd_plot, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"bn-exp: error: unknown command {command!r}; use one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    if command == "run" and rest and rest[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    from bn_experiments.config import ConfigError
+    from bn_experiments.data import DataError
+    from bn_experiments.runner import WorkdirError
+    try:
+        return COMMANDS[command](rest)
+    except (UsageError, ConfigError, DataError, WorkdirError) as err:
+        print(f"bn-exp {command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bn-exp {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

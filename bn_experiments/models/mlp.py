@@ -1,0 +1,127 @@
+"""The fully connected network of Ioffe & Szegedy (2015), Sec. 4.1: MNIST, 3 x 100 sigmoid units.
+
+Each hidden layer computes z = g(BN(W u)) with BN on W u, before the nonlinearity, and no bias b
+(beta takes its role), as the paper's Sec. 3.2 places it; without BN it is z = g(W u + b).
+`apply` also returns every hidden layer's pre-activation (the input to g), which is what the
+paper's Figure 1(b, c) tracks, and each BN input W u, from which Algorithm 2 builds population
+statistics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bn_experiments import batchnorm
+
+ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh,
+               "identity": lambda x: x}
+NORMS = ("none", "batchnorm")
+INITS = ("gaussian", "lecun", "glorot", "he")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPConfig:
+    """Static structure of the MLP. Changing any field changes the compiled program.
+
+    `init_std` is the weight std for `init="gaussian"` (the paper's "small random Gaussian
+    values") and a gain on the fan-based std for lecun / glorot / he. It is the default for
+    `init`; pass `init_std=` to `init` to make it a traced number (sweeps vmap over it).
+    """
+    input_size: int = 784
+    widths: tuple[int, ...] = (100, 100, 100)
+    activation: str = "sigmoid"
+    norm: str = "none"
+    init: str = "gaussian"
+    init_std: float = 0.1
+    num_classes: int = 10
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-5
+    bn_stop_gradient: bool = False
+    bn_affine: bool = True
+    bn_noise: bool = False
+
+    def __post_init__(self):
+        for field, value, allowed in (("activation", self.activation, ACTIVATIONS),
+                                      ("norm", self.norm, NORMS), ("init", self.init, INITS)):
+            if value not in allowed:
+                raise ValueError(f"model.{field}={value!r} is unknown; use one of {sorted(allowed)}")
+        if not self.widths or any(w <= 0 for w in self.widths):
+            raise ValueError(f"model.widths={self.widths!r} must be a non-empty tuple of positive ints")
+
+    @property
+    def use_bn(self) -> bool:
+        return self.norm == "batchnorm"
+
+
+def _weight_std(kind: str, fan_in: int, fan_out: int):
+    return {"gaussian": 1.0, "lecun": 1 / math.sqrt(fan_in), "glorot": math.sqrt(2 / (fan_in + fan_out)),
+            "he": math.sqrt(2 / fan_in)}[kind]
+
+
+def init(key: jax.Array, config: MLPConfig, *, init_std: Any = None) -> tuple[dict, dict]:
+    """Returns `(params, state)`; biases start at zero, BN at gamma=1, beta=0, mean=0, var=1."""
+    gain = config.init_std if init_std is None else init_std
+    sizes = (config.input_size, *config.widths, config.num_classes)
+    keys = jax.random.split(key, len(sizes) - 1)
+    params, state = {"hidden": [], "output": {}}, {"bn": []}
+    for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
+        w = jax.random.normal(k, (fan_in, fan_out)) * (gain * _weight_std(config.init, fan_in, fan_out))
+        layer = {"w": w}
+        if i == len(sizes) - 2:
+            params["output"] = {"w": w, "b": jnp.zeros(fan_out)}
+        elif config.use_bn:
+            bn_params, bn_state = batchnorm.init(fan_out)
+            if config.bn_affine:
+                layer["bn"] = bn_params
+            params["hidden"].append(layer)
+            state["bn"].append(bn_state)
+        else:
+            layer["b"] = jnp.zeros(fan_out)
+            params["hidden"].append(layer)
+    return params, state
+
+
+def apply(params: dict, state: dict, x: jax.Array, *, config: MLPConfig, train: bool,
+          rng: jax.Array | None = None) -> tuple[jax.Array, dict, dict]:
+    """Returns `(logits, new_state, intermediates)`.
+
+    `intermediates["preacts"]`: each hidden layer's input to the nonlinearity, shape (batch, width).
+    `intermediates["bn_inputs"]`: each BN layer's input W u (empty without BN).
+    `rng` is needed only with `config.bn_noise` in training (a fresh key per step); the noise of
+    Santurkar et al. is a training-time perturbation, so evaluation runs without it.
+    """
+    act = ACTIVATIONS[config.activation]
+    h = x.reshape(x.shape[0], -1)
+    preacts, bn_inputs, new_bn_state = [], [], []
+    noisy = config.bn_noise and config.use_bn and train
+    rngs = jax.random.split(rng, len(params["hidden"])) if noisy else [None] * len(params["hidden"])
+    for i, layer in enumerate(params["hidden"]):
+        z = h @ layer["w"]
+        if config.use_bn:
+            bn_inputs.append(z)
+            z, s = batchnorm.apply(
+                layer.get("bn", {}), state["bn"][i], z, train=train, momentum=config.bn_momentum,
+                epsilon=config.bn_epsilon, stop_gradient_stats=config.bn_stop_gradient,
+                use_scale=config.bn_affine, use_bias=config.bn_affine,
+                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
+            new_bn_state.append(s)
+        else:
+            z = z + layer["b"]
+        preacts.append(z)
+        h = act(z)
+    logits = h @ params["output"]["w"] + params["output"]["b"]
+    return logits, {"bn": new_bn_state}, {"preacts": preacts, "bn_inputs": bn_inputs}
+
+
+def population_state(params: dict, state: dict, batches: jax.Array, *, config: MLPConfig) -> dict:
+    """Algorithm 2: BN state from population statistics over `batches` (K, batch, ...)."""
+    config = dataclasses.replace(config, bn_noise=False)
+
+    def moments_fn(x):
+        _, _, inter = apply(params, state, x, config=config, train=True)
+        return {"bn": [batchnorm.batch_moments(z) for z in inter["bn_inputs"]]}
+    return batchnorm.population_statistics(moments_fn, batches)

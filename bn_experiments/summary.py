@@ -1,0 +1,156 @@
+"""The summary.json contract: building, validating, thinning and writing results files.
+
+Every experiment writes one `summary.json` (schema in `validate`) from which figures and the claims
+ledger are regenerated without retraining. The file holds no timestamps, so the same run gives the
+same bytes. Files are written to a temporary file and renamed, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+MAX_POINTS = 5000
+MAX_POINTS_SWEEP = 500
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars to Python, non-finite floats to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return clean(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def thin(steps: Iterable[int], values: Iterable[float], max_points: int = MAX_POINTS) -> dict:
+    """A curve `{"step": [...], "value": [...]}`, thinned evenly to `max_points`, last step kept."""
+    steps, values = np.asarray(list(steps)), np.asarray(list(values), dtype=np.float64)
+    if len(steps) > max_points:
+        keep = np.unique(np.round(np.linspace(0, len(steps) - 1, max_points)).astype(int))
+        steps, values = steps[keep], values[keep]
+    return {"step": [int(s) for s in steps], "value": clean(values)}
+
+
+def verdict(reproduced: bool, partly: bool = False) -> str:
+    """Verdicts come from measured numbers through this, never typed by hand."""
+    return VERDICTS[0] if reproduced else VERDICTS[1] if partly else VERDICTS[2]
+
+
+def problems(doc: Any) -> list[str]:
+    """Every way `doc` breaks the summary.json contract (empty when it conforms)."""
+    out = []
+    if not isinstance(doc, dict):
+        return ["top level is not an object"]
+    if not isinstance(doc.get("experiment"), str) or not doc["experiment"]:
+        out.append("'experiment' must be a non-empty string")
+    runs = doc.get("runs")
+    if not isinstance(runs, list) or not runs:
+        out.append("'runs' must be a non-empty list")
+        runs = []
+    names = set()
+    for i, run in enumerate(runs):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            out.append(f"{where} is not an object")
+            continue
+        name = run.get("name")
+        if not isinstance(name, str) or not name or name in names:
+            out.append(f"{where}.name must be a unique non-empty string")
+        names.add(name)
+        if not isinstance(run.get("config"), dict):
+            out.append(f"{where}.config must be an object")
+        div = run.get("diverged_at_step", "missing")
+        if div == "missing" or (div is not None and (isinstance(div, bool) or not isinstance(div, int))):
+            out.append(f"{where}.diverged_at_step must be an int or null")
+        curves, final = run.get("curves"), run.get("final")
+        if not isinstance(curves, dict):
+            out.append(f"{where}.curves must be an object")
+            curves = {}
+        for metric, curve in curves.items():
+            if not isinstance(curve, dict) or not isinstance(curve.get("step"), list) \
+                    or not isinstance(curve.get("value"), list):
+                out.append(f"{where}.curves.{metric} needs 'step' and 'value' lists")
+                continue
+            steps, values = curve["step"], curve["value"]
+            if len(steps) != len(values):
+                out.append(f"{where}.curves.{metric}: {len(steps)} steps but {len(values)} values")
+            if any(isinstance(s, bool) or not isinstance(s, int) for s in steps):
+                out.append(f"{where}.curves.{metric}.step holds non-integers")
+            elif any(b <= a for a, b in zip(steps, steps[1:])):
+                out.append(f"{where}.curves.{metric}.step is not strictly increasing")
+            if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                   for v in values):
+                out.append(f"{where}.curves.{metric}.value holds non-numbers")
+        if not isinstance(final, dict):
+            out.append(f"{where}.final must be an object")
+        elif any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                 for v in final.values()):
+            out.append(f"{where}.final holds non-numbers")
+    claims = doc.get("claims")
+    if not isinstance(claims, list):
+        out.append("'claims' must be a list (use [] when an experiment states none)")
+        claims = []
+    for i, claim in enumerate(claims):
+        if not isinstance(claim, dict) or any(not isinstance(claim.get(k), str) for k in
+                                              ("id", "claim", "measured", "paper", "verdict")):
+            out.append(f"claims[{i}] needs string id, claim, measured, paper, verdict")
+        elif claim["verdict"] not in VERDICTS:
+            out.append(f"claims[{i}].verdict {claim['verdict']!r} not one of {list(VERDICTS)}")
+    return out
+
+
+def dumps(doc: Any) -> str:
+    """Canonical JSON text (non-finite numbers become null; NaN is never written)."""
+    return json.dumps(clean(doc), indent=1, allow_nan=False) + "\n"
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(path: str | os.PathLike, doc: dict) -> None:
+    """Validates `doc` against the contract, then writes it atomically."""
+    bad = problems(json.loads(dumps(doc)))
+    if bad:
+        raise ValueError(f"{path}: summary breaks the contract: " + "; ".join(bad))
+    atomic_write(path, dumps(doc))
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Reads and validates a summary.json; raises ValueError naming the file and the problems."""
+    path = pathlib.Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read summary ({err})") from None
+    bad = problems(doc)
+    if bad:
+        raise ValueError(f"{path}: " + "; ".join(bad))
+    return doc

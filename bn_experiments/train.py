@@ -1,0 +1,141 @@
+"""A training run as one compiled program: `lax.scan` over SGD steps, chunked between evaluations.
+
+`make_program(static, data)` returns pure functions of (numbers, carry): the learning rate, SGD
+momentum, init scale and seed are arrays inside the program, so one compiled program serves every
+run of the same shape, and `jax.vmap` over them trains a whole grid at once (bn_experiments.sweep).
+
+Metrics of every step (training loss, the 15/50/85th percentiles of tracked units' input to the
+nonlinearity, as the paper's Figure 1(b, c) draws them) come out of the compiled step itself.
+A step whose update makes the loss or the parameters non-finite freezes the run: its state stops
+changing, `diverged_at` records the step, and its later metrics are NaN (written as null).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bn_experiments import data as data_lib
+from bn_experiments.config import Numbers, Static
+from bn_experiments.models import mlp
+
+PERCENTILES = (15.0, 50.0, 85.0)
+NUMBER_FIELDS = tuple(f.name for f in dataclasses.fields(Numbers))
+
+
+class Program(NamedTuple):
+    """Pure functions of one run; `jax.jit` them, or `jax.vmap` then jit for a sweep."""
+    init: Callable[[dict], dict]                      # numbers -> carry
+    chunk: Callable[[dict, dict], tuple[dict, dict]]  # (carry, numbers) -> carry, per-step metrics
+    evaluate: Callable[[dict], dict]                  # carry -> test metrics (running statistics)
+    evaluate_population: Callable[[dict], dict]       # carry -> test metrics (Algorithm 2)
+
+
+def numbers_to_arrays(numbers: Numbers) -> dict:
+    """The dynamic numbers as float32/int32 scalars (the program's dynamic inputs)."""
+    return {k: jnp.asarray(getattr(numbers, k), jnp.int32 if k == "seed" else jnp.float32)
+            for k in NUMBER_FIELDS}
+
+
+def _optimizer() -> optax.GradientTransformation:
+    # Learning rate and momentum are hyperparameter arrays in the optimizer state: set per run.
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0, momentum=0.0)
+
+
+def _schedule(static: Static) -> Callable[[jax.Array], jax.Array]:
+    if static.schedule == "cosine":
+        return optax.cosine_decay_schedule(1.0, static.steps)
+    return lambda step: jnp.ones((), jnp.float32)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def tracked_percentiles(preacts: jax.Array, units: tuple[int, ...]) -> jax.Array:
+    """(3, len(units)): the 15/50/85th percentiles over the batch of each tracked unit."""
+    return jnp.percentile(preacts[:, jnp.asarray(units)], jnp.asarray(PERCENTILES), axis=0)
+
+
+def make_program(static: Static, data: data_lib.Dataset) -> Program:
+    """Builds the run's pure functions over `data` (arrays already on the device)."""
+    cfg, tx, schedule = static.model, _optimizer(), _schedule(static)
+    num_train = data.x_train.shape[0]
+
+    def init(numbers: dict) -> dict:
+        k_init, k_data, k_noise = jax.random.split(jax.random.key(numbers["seed"]), 3)
+        params, bn_state = mlp.init(k_init, cfg, init_std=numbers["init_std"])
+        opt_state = tx.init(params)
+        opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams,
+                                                    "learning_rate": numbers["learning_rate"],
+                                                    "momentum": numbers["momentum"]})
+        return {"params": params, "bn_state": bn_state, "opt_state": opt_state,
+                "step": jnp.zeros((), jnp.int32), "diverged_at": jnp.full((), -1, jnp.int32),
+                "data_key": k_data, "noise_key": k_noise}
+
+    def train_step(numbers, carry, idx):
+        x, y = data.x_train[idx], data.y_train[idx]
+        step = carry["step"]
+        noise_rng = jax.random.fold_in(carry["noise_key"], step) if cfg.bn_noise else None
+
+        def loss_fn(params):
+            logits, bn_state, inter = mlp.apply(params, carry["bn_state"], x, config=cfg,
+                                                train=True, rng=noise_rng)
+            return _cross_entropy(logits, y), (bn_state, inter["preacts"][-1])
+
+        (loss, (bn_state, preacts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            carry["params"])
+        opt_state = carry["opt_state"]
+        opt_state = opt_state._replace(hyperparams={
+            **opt_state.hyperparams, "learning_rate": numbers["learning_rate"] * schedule(step)})
+        updates, opt_state = tx.update(grads, opt_state, carry["params"])
+        params = optax.apply_updates(carry["params"], updates)
+
+        alive = carry["diverged_at"] < 0
+        finite = jnp.isfinite(loss) & _all_finite(params)
+        keep = alive & finite
+        new = {"params": params, "bn_state": bn_state, "opt_state": opt_state}
+        frozen = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new,
+                              {k: carry[k] for k in new})
+        nan = jnp.float32(jnp.nan)
+        metrics = {"train_loss": jnp.where(alive, loss, nan),
+                   "preact_percentiles": jnp.where(
+                       alive, tracked_percentiles(preacts, static.tracked_units), nan)}
+        carry = {**carry, **frozen, "step": step + 1,
+                 "diverged_at": jnp.where(alive & ~finite, step + 1, carry["diverged_at"])}
+        return carry, metrics
+
+    def chunk(carry: dict, numbers: dict) -> tuple[dict, dict]:
+        idx = data_lib.batch_indices(carry["data_key"], carry["step"], static.eval_every,
+                                     static.batch_size, num_train)
+        return jax.lax.scan(lambda c, i: train_step(numbers, c, i), carry, idx)
+
+    def _test_metrics(params, bn_state) -> dict:
+        logits, _, inter = mlp.apply(params, bn_state, data.x_test, config=cfg, train=False)
+        return {"test_accuracy": jnp.mean(jnp.argmax(logits, -1) == data.y_test),
+                "test_loss": _cross_entropy(logits, data.y_test),
+                "test_preact_percentiles": tracked_percentiles(inter["preacts"][-1],
+                                                               static.tracked_units)}
+
+    def evaluate(carry: dict) -> dict:
+        return _test_metrics(carry["params"], carry["bn_state"])
+
+    def evaluate_population(carry: dict) -> dict:
+        """Algorithm 2: test metrics with population statistics from K training batches."""
+        if not cfg.use_bn:
+            return evaluate(carry)
+        k = static.population_batches
+        idx = data_lib.batch_indices(jax.random.fold_in(carry["data_key"], 2**31 - 1), 0, k,
+                                     static.batch_size, num_train)
+        state = mlp.population_state(carry["params"], carry["bn_state"], data.x_train[idx],
+                                     config=cfg)
+        return _test_metrics(carry["params"], state)
+
+    return Program(init, chunk, evaluate, evaluate_population)

@@ -1,0 +1,75 @@
+"""Every field a training config may set, with its default. Experiments override a few of them.
+
+A config file's `get_config(arg)` returns an `ml_collections.ConfigDict`; fields are overridden
+from the command line as `--config.learning_rate=0.1` or `--config.model.norm=batchnorm`. Keys not
+in this file are rejected (with a did-you-mean) before anything is compiled.
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Name of the experiment: selects its claims and figures; results go to results/<experiment>.
+    config.experiment = "default"
+    # Number of SGD updates. Step k is the state after k updates.
+    config.steps = 50_000
+    # Examples per mini-batch (the paper's MNIST experiment uses 60).
+    config.batch_size = 60
+    # Base learning rate of SGD (multiplied by the schedule).
+    config.learning_rate = 0.5
+    # Seeds parameter init, batch order and noise. Same config + seed = same numbers.
+    config.seed = 0
+    # Evaluate on the test split every this many steps (and at step 0). Must divide `steps`.
+    config.eval_every = 500
+    # steps_to_target = first evaluated step whose test accuracy reaches this.
+    config.target_accuracy = 0.95
+    # Algorithm 2: also evaluate BN runs at the end with population statistics from this many
+    # training mini-batches (0 = off). Reported beside the moving-average result.
+    config.population_batches = 0
+    # Named runs, each "name: key=value, key=value" overriding fields of this config.
+    # Empty: a single run named after the experiment.
+    config.runs = ()
+
+    config.model = ml_collections.ConfigDict()
+    # Hidden layer widths (the paper: 3 x 100).
+    config.model.widths = (100, 100, 100)
+    # Nonlinearity g in z = g(BN(Wu)): sigmoid | relu | tanh | identity.
+    config.model.activation = "sigmoid"
+    # none | batchnorm (BN on Wu, before the nonlinearity, bias dropped: the paper's Sec. 3.2).
+    config.model.norm = "none"
+    # gaussian (std = init_std, the paper's "small random Gaussian values") | lecun | glorot | he
+    # (their fan-based std times init_std).
+    config.model.init = "gaussian"
+    # Weight std for init=gaussian; a gain for the fan-based inits.
+    config.model.init_std = 0.1
+    # Units of the last hidden layer whose input distribution is tracked every step; the first is
+    # the one Figure 1(b, c) shows (curves preact_p15/p50/p85), the others get _unit<i> curves.
+    config.model.tracked_units = (0, 1, 2, 3)
+    # Running-average momentum and epsilon of BN (Flax conventions).
+    config.model.bn_momentum = 0.99
+    config.model.bn_epsilon = 1e-5
+
+    config.data = ml_collections.ConfigDict()
+    # mnist_embedded (10,000 real MNIST digits shipped in the package) | idx:<dir> | tfds:<name> |
+    # synthetic.
+    config.data.source = "mnist_embedded"
+    # Subtract the training mean pixel and divide by its std (the raw [0, 1] pixels otherwise).
+    config.data.standardize = False
+
+    config.optimizer = ml_collections.ConfigDict()
+    # SGD momentum (0 = plain SGD).
+    config.optimizer.momentum = 0.0
+    # constant | cosine (decay to 0 over `steps`).
+    config.optimizer.schedule = "constant"
+
+    if arg == "quick":
+        shrink(config)
+    return config
+
+
+def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A seconds-long smoke run of the same experiment: for tests, notebooks and CI."""
+    config.steps = 200
+    config.eval_every = 50
+    config.population_batches = min(config.population_batches, 4)
+    return config
