@@ -8,8 +8,13 @@ the same initialization and learning rate. The paper gives neither; we choose:
   first layer start with a std of about 1, not the ~0.1 that N(0, 0.01) gives, which parks a
   sigmoid network without BN near chance for thousands of steps (the trap FACTS.md describes,
   where the comparison then measures the initialization, not BN).
-- learning rate 0.5, plain SGD, constant: the no-BN network trains steadily with it (its larger
-  learning rates are the lr sweep's job); BN gets no learning-rate advantage here.
+- learning rate 0.1, plain SGD, constant: the most common SGD default for an MNIST MLP, fixed
+  before looking at 50K-step results. BN gets no learning-rate advantage here; the paper's claim
+  that BN allows much higher rates is the lr sweep's job. A 10K-step probe (lr 0.1 / 1.0 x std
+  0.05 / 0.1 / 0.3) showed the choice matters: with lr 1.0 and std 0.1 the network without BN
+  reaches 95% sooner than with BN; with std 0.05 and lr 0.1 it sits near chance for ~3K steps.
+- target accuracy 0.94: the embedded split (8,000 training images) tops out near 0.96, so 0.94 is
+  ~98% of its ceiling, as the paper's 0.953-0.98 are of MNIST's.
 
 Data: the 10,000 embedded MNIST digits (8,000 train / 2,000 test), not the paper's 60,000, so
 absolute accuracies differ from the paper's; the verdicts rest on the shape of the curves.
@@ -23,9 +28,9 @@ def get_config(arg: str | None = None):
     config.experiment = "fig1"
     config.steps = 50_000
     config.batch_size = 60
-    config.learning_rate = 0.5
+    config.learning_rate = 0.1
     config.eval_every = 500
-    config.target_accuracy = 0.95
+    config.target_accuracy = 0.94
     config.population_batches = 100
     config.model.init = "gaussian"
     config.model.init_std = 0.1

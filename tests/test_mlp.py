@@ -1,0 +1,105 @@
+"""MLP of the paper's Sec. 4.1: shapes, BN placement, intermediates, inits, population statistics."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bn_experiments import batchnorm as bn
+from bn_experiments.models import mlp
+
+
+def _x(n=32, seed=0):
+    return jax.random.uniform(jax.random.key(seed), (n, 28, 28, 1))
+
+
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+@pytest.mark.parametrize("activation", sorted(mlp.ACTIVATIONS))
+def test_shapes_and_intermediates(norm, activation):
+    cfg = mlp.MLPConfig(widths=(20, 30, 40), activation=activation, norm=norm)
+    params, state = mlp.init(jax.random.key(0), cfg)
+    logits, new_state, inter = mlp.apply(params, state, _x(), config=cfg, train=True)
+    assert logits.shape == (32, 10)
+    assert [p.shape for p in inter["preacts"]] == [(32, 20), (32, 30), (32, 40)]
+    if norm == "batchnorm":
+        assert all("b" not in layer for layer in params["hidden"])  # beta replaces the bias
+        assert [z.shape for z in inter["bn_inputs"]] == [(32, 20), (32, 30), (32, 40)]
+        assert len(new_state["bn"]) == 3
+        # Pre-activations are BN outputs: zero mean, unit variance per unit at init (gamma=1, beta=0).
+        np.testing.assert_allclose(np.asarray(inter["preacts"][1]).mean(0), 0, atol=1e-4)
+        np.testing.assert_allclose(np.asarray(inter["preacts"][1]).std(0), 1, atol=1e-2)
+    else:
+        assert inter["bn_inputs"] == [] and new_state == {"bn": []}
+    # The nonlinearity is applied to the recorded pre-activation.
+    h1 = mlp.ACTIVATIONS[activation](inter["preacts"][0])
+    np.testing.assert_allclose(inter["preacts"][1], _recompute_second(params, state, h1, cfg), atol=1e-4)
+
+
+def _recompute_second(params, state, h1, cfg):
+    z = h1 @ params["hidden"][1]["w"]
+    if cfg.use_bn:
+        return bn.apply(params["hidden"][1]["bn"], state["bn"][1], z, train=True)[0]
+    return z + params["hidden"][1]["b"]
+
+
+@pytest.mark.parametrize("kind,expected", [("gaussian", 0.3), ("lecun", 0.3 / np.sqrt(784)),
+                                           ("glorot", 0.3 * np.sqrt(2 / (784 + 100))),
+                                           ("he", 0.3 * np.sqrt(2 / 784))])
+def test_initializations(kind, expected):
+    cfg = mlp.MLPConfig(init=kind, init_std=0.3)
+    params, _ = mlp.init(jax.random.key(0), cfg)
+    assert abs(float(params["hidden"][0]["w"].std()) / expected - 1) < 0.02
+    np.testing.assert_array_equal(params["output"]["b"], 0)
+
+
+def test_init_std_can_be_traced_for_vmap():
+    cfg = mlp.MLPConfig()
+    stds = jnp.array([0.01, 1.0])
+    params = jax.vmap(lambda s: mlp.init(jax.random.key(0), cfg, init_std=s)[0])(stds)
+    w = params["hidden"][0]["w"]
+    np.testing.assert_allclose(w[1], 100 * w[0], rtol=1e-5)
+
+
+def test_eval_uses_running_state_and_leaves_it():
+    cfg = mlp.MLPConfig(widths=(8,), norm="batchnorm")
+    params, state = mlp.init(jax.random.key(0), cfg)
+    _, trained, _ = mlp.apply(params, state, _x(), config=cfg, train=True)
+    assert not np.allclose(trained["bn"][0]["mean"], 0)
+    _, same, _ = mlp.apply(params, trained, _x(seed=1), config=cfg, train=False)
+    jax.tree.map(np.testing.assert_array_equal, same, trained)
+
+
+def test_bn_switches_reach_batchnorm():
+    base = mlp.MLPConfig(widths=(8,), norm="batchnorm")
+    params, state = mlp.init(jax.random.key(0), dataclasses.replace(base, bn_affine=False))
+    assert "bn" not in params["hidden"][0]
+    noisy = dataclasses.replace(base, bn_noise=True)
+    p, s = mlp.init(jax.random.key(0), noisy)
+    a = mlp.apply(p, s, _x(), config=noisy, train=True, rng=jax.random.key(1))[0]
+    b = mlp.apply(p, s, _x(), config=noisy, train=True, rng=jax.random.key(2))[0]
+    assert not np.allclose(a, b)
+    # No noise at evaluation.
+    e1 = mlp.apply(p, s, _x(), config=noisy, train=False)[0]
+    np.testing.assert_array_equal(e1, mlp.apply(p, s, _x(), config=base, train=False)[0])
+
+
+def test_population_state_is_algorithm_2():
+    cfg = mlp.MLPConfig(widths=(6, 5), norm="batchnorm")
+    params, state = mlp.init(jax.random.key(0), cfg)
+    batches = jax.random.uniform(jax.random.key(1), (4, 16, 784))
+    pop = mlp.population_state(params, state, batches, config=cfg)
+    zs = [mlp.apply(params, state, b, config=cfg, train=True)[2]["bn_inputs"] for b in batches]
+    for layer in range(2):
+        z = np.stack([np.asarray(zz[layer], np.float64) for zz in zs])
+        np.testing.assert_allclose(pop["bn"][layer]["mean"], z.mean(1).mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(pop["bn"][layer]["var"], 16 / 15 * z.var(1).mean(0), rtol=1e-3)
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="model.activation"):
+        mlp.MLPConfig(activation="swish")
+    with pytest.raises(ValueError, match="model.norm"):
+        mlp.MLPConfig(norm="layernorm")
+    with pytest.raises(ValueError, match="model.widths"):
+        mlp.MLPConfig(widths=())

@@ -1,0 +1,116 @@
+"""The compiled trainer: per-step metrics from inside the step, determinism, divergence, no retrace."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from bn_experiments import config as config_lib
+from bn_experiments import data as data_lib
+from bn_experiments import train
+from bn_experiments.configs import fig1_mnist
+from bn_experiments.models import mlp
+
+
+@pytest.fixture(scope="module")
+def data():
+    return data_lib.to_device(data_lib.load("synthetic:512:128"))
+
+
+def _run(norm="batchnorm", steps=40, eval_every=20, **overrides):
+    cfg = fig1_mnist.get_config("quick")
+    cfg.steps, cfg.eval_every = steps, eval_every
+    cfg.model.widths = (32, 16)
+    cfg.model.tracked_units = (3, 5)
+    cfg.data.source = "synthetic"
+    cfg.runs = (f"r: model.norm={norm}",)
+    for k, v in overrides.items():
+        config_lib.set_dotted(cfg, k, v)
+    return config_lib.runs(cfg)[0]
+
+
+def test_percentiles_match_numpy():
+    x = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
+    got = np.asarray(train.tracked_percentiles(jax.numpy.asarray(x), (2, 7)))
+    np.testing.assert_allclose(got, np.percentile(x[:, [2, 7]], [15, 50, 85], axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_step_metrics_are_those_of_the_training_batch(data, norm):
+    run = _run(norm, steps=1, eval_every=1)
+    program = train.make_program(run.static, data)
+    numbers = train.numbers_to_arrays(run.numbers)
+    carry = program.init(numbers)
+    idx = data_lib.batch_indices(carry["data_key"], 0, 1, run.static.batch_size, data.num_train)[0]
+    logits, _, inter = mlp.apply(carry["params"], carry["bn_state"], data.x_train[idx],
+                                 config=run.static.model, train=True)
+    pre = np.asarray(inter["preacts"][-1])[:, [3, 5]]
+    _, metrics = jax.jit(program.chunk)(carry, numbers)
+    np.testing.assert_allclose(metrics["preact_percentiles"][0],
+                               np.percentile(pre, [15, 50, 85], axis=0), rtol=1e-5, atol=1e-6)
+    labels = np.asarray(data.y_train[idx])
+    logp = np.asarray(jax.nn.log_softmax(logits))
+    np.testing.assert_allclose(metrics["train_loss"][0], -logp[np.arange(len(labels)), labels].mean(),
+                               rtol=1e-5)
+
+
+def _train(data, run, chunks):
+    program = train.make_program(run.static, data)
+    numbers = train.numbers_to_arrays(run.numbers)
+    carry = jax.jit(program.init)(numbers)
+    chunk = jax.jit(program.chunk)
+    out = []
+    for _ in range(chunks):
+        carry, m = chunk(carry, numbers)
+        out.append(jax.device_get(m))
+    return carry, out
+
+
+def test_same_config_and_seed_give_the_same_numbers(data):
+    run = _run()
+    (c1, m1), (c2, m2) = _train(data, run, 2), _train(data, run, 2)
+    jax.tree.map(np.testing.assert_array_equal, m1, m2)
+    jax.tree.map(np.testing.assert_array_equal, c1["params"], c2["params"])
+    other = dataclasses.replace(run, numbers=dataclasses.replace(run.numbers, seed=1))
+    _, m3 = _train(data, other, 1)
+    assert not np.array_equal(m1[0]["train_loss"], m3[0]["train_loss"])
+
+
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_huge_learning_rate_diverges_cleanly(data, norm):
+    run = _run(norm, steps=40, eval_every=20, learning_rate=1e10, **{"model.activation": "relu"})
+    carry, metrics = _train(data, run, 2)
+    d = int(carry["diverged_at"])
+    assert 1 <= d <= 40
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(carry["params"]))  # frozen, finite
+    losses = np.concatenate([m["train_loss"] for m in metrics])
+    assert np.all(np.isnan(losses[d:]))
+    assert np.all(np.isfinite(losses[:d - 1]))
+
+
+def test_chunks_compile_once_for_any_numbers(data):
+    run = _run()
+    program = train.make_program(run.static, data)
+    traces = []
+
+    def counted(carry, numbers):
+        traces.append(1)
+        return program.chunk(carry, numbers)
+
+    chunk = jax.jit(counted)
+    for lr, seed in ((0.1, 0), (0.5, 1), (2.0, 2)):
+        numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=lr, seed=seed))
+        carry = program.init(numbers)
+        for _ in range(3):
+            carry, _ = chunk(carry, numbers)
+    assert len(traces) == 1
+
+
+def test_population_evaluation_runs_and_is_close_to_running_average(data):
+    run = _run(steps=200, eval_every=100, population_batches=20)
+    carry, _ = _train(data, run, 2)
+    program = train.make_program(run.static, data)
+    ema = jax.jit(program.evaluate)(carry)["test_accuracy"]
+    pop = jax.jit(program.evaluate_population)(carry)["test_accuracy"]
+    assert 0.0 <= float(pop) <= 1.0
+    assert abs(float(pop) - float(ema)) < 0.2
