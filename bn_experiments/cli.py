@@ -45,7 +45,7 @@ def _load_config(argv: list[str]):
 
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
-                                    lock_config=False)
+                                    lock_config=False, sys_argv=["bn-exp run", *argv])
     flags.DEFINE_string("workdir", None, "output directory", flag_values=fv)
     flags.DEFINE_bool("restart", False, "overwrite a finished workdir", flag_values=fv)
     flags.DEFINE_bool("progress", True, "show progress bars", flag_values=fv)
