@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import tempfile
 from typing import Any, Iterable
 
@@ -43,7 +44,8 @@ def thin(steps: Iterable[int], values: Iterable[float], max_points: int = MAX_PO
     if len(steps) > max_points:
         keep = np.unique(np.round(np.linspace(0, len(steps) - 1, max_points)).astype(int))
         steps, values = steps[keep], values[keep]
-    return {"step": [int(s) for s in steps], "value": clean(values)}
+    return {"step": [int(s) for s in steps],
+            "value": [float(f"{v:.7g}") if math.isfinite(v) else None for v in values]}
 
 
 def verdict(reproduced: bool, partly: bool = False) -> str:
@@ -114,9 +116,14 @@ def problems(doc: Any) -> list[str]:
     return out
 
 
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+|null)(?:,\s*(?:-?[0-9.eE+-]+|null))*)\s*\]")
+
+
 def dumps(doc: Any) -> str:
-    """Canonical JSON text (non-finite numbers become null; NaN is never written)."""
-    return json.dumps(clean(doc), indent=1, allow_nan=False) + "\n"
+    """Canonical JSON text: indented objects, one line per list of numbers (curves stay compact);
+    non-finite numbers become null, NaN is never written."""
+    text = json.dumps(clean(doc), indent=1, allow_nan=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text) + "\n"
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:

@@ -1,0 +1,80 @@
+"""Configs: shipped configs resolve by name, runs expand, bad values name their field."""
+import ml_collections
+import pytest
+
+from bn_experiments import config as config_lib
+from bn_experiments.configs import default, fig1_mnist
+
+
+def test_shipped_configs_resolve_by_name_and_path():
+    path = config_lib.resolve_path("fig1_mnist:quick")
+    assert path.endswith("fig1_mnist.py:quick")
+    assert config_lib.resolve_path(path.partition(":")[0]) == path.partition(":")[0]
+    with pytest.raises(config_lib.ConfigError, match="fig1_mnist"):
+        config_lib.resolve_path("fig_mnist")
+
+
+def test_every_shipped_config_validates_against_the_default_keys():
+    ref = default.get_config()
+    for path in sorted(config_lib.config_dir().glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        module = __import__(f"bn_experiments.configs.{path.stem}", fromlist=["get_config"])
+        for arg in (None, "quick"):
+            cfg = module.get_config(arg)
+            config_lib.validate(cfg, reference=ref)
+            assert config_lib.runs(cfg, num_train=8000)
+
+
+def test_fig1_runs_differ_only_in_norm():
+    no_bn, bn = config_lib.runs(fig1_mnist.get_config())
+    assert (no_bn.name, bn.name) == ("no_bn", "bn")
+    assert no_bn.static.model.norm == "none" and bn.static.model.norm == "batchnorm"
+    assert no_bn.numbers == bn.numbers
+    diff = {k for k in no_bn.flat if no_bn.flat[k] != bn.flat[k]}
+    assert diff == {"model.norm"}
+    assert bn.flat["model.widths"] == [100, 100, 100] and "runs" not in bn.flat
+
+
+def test_run_spec_parsing():
+    assert config_lib.parse_run("bn: model.norm=batchnorm, learning_rate=1.0") == (
+        "bn", {"model.norm": "batchnorm", "learning_rate": 1.0})
+    with pytest.raises(config_lib.ConfigError, match="name: key=value"):
+        config_lib.parse_run("no colon")
+
+
+def test_unknown_key_gets_a_did_you_mean():
+    cfg = default.get_config()
+    with pytest.raises(config_lib.ConfigError, match="did you mean 'learning_rate'"):
+        config_lib.set_dotted(cfg, "learning_rat", 0.1)
+    cfg.model.widht = 3
+    with pytest.raises(config_lib.ConfigError, match="model.widths"):
+        config_lib.validate(cfg, reference=default.get_config())
+
+
+@pytest.mark.parametrize("key,value,field", [
+    ("steps", 0, "steps"), ("batch_size", -1, "batch_size"), ("learning_rate", float("inf"), "learning_rate"),
+    ("learning_rate", float("nan"), "learning_rate"), ("model.init_std", 0.0, "model.init_std"),
+    ("optimizer.momentum", 1.0, "optimizer.momentum"), ("optimizer.schedule", "warp", "optimizer.schedule"),
+    ("target_accuracy", 1.5, "target_accuracy"), ("model.tracked_units", (0, 100), "model.tracked_units"),
+    ("model.norm", "groupnorm", "model.norm"), ("eval_every", 300, "eval_every"),
+])
+def test_impossible_values_name_the_field(key, value, field):
+    cfg = default.get_config()
+    config_lib.set_dotted(cfg, key, value)
+    with pytest.raises(config_lib.ConfigError, match=field.replace(".", r"\.")):
+        config_lib.runs(cfg, num_train=8000)
+
+
+def test_batch_larger_than_the_data_is_refused():
+    cfg = default.get_config()
+    cfg.batch_size = 9000
+    with pytest.raises(config_lib.ConfigError, match="batch_size.*8000"):
+        config_lib.runs(cfg, num_train=8000)
+
+
+def test_wrong_type_is_refused():
+    cfg = default.get_config()
+    with pytest.raises(config_lib.ConfigError, match="steps"):
+        config_lib.set_dotted(cfg, "steps", "many")
+    assert isinstance(cfg, ml_collections.ConfigDict)
