@@ -1,6 +1,7 @@
 """`bn-exp`: run, plot and report experiments from the command line.
 
     bn-exp run [--config fig1_mnist[:quick]] [--workdir DIR] [--restart] [--config.FIELD=VALUE ...]
+    bn-exp sweep --config lr_sweep [--workdir DIR] [--restart] [--config.FIELD=VALUE ...]
     bn-exp plot WORKDIR
     bn-exp report [--results results]
 
@@ -77,14 +78,16 @@ def _explain_unknown_override(path: str, argv: list[str]) -> None:
                 config_lib.set_dotted(cfg, key, None)  # raises ConfigError with a did-you-mean
 
 
-def cmd_run(argv: list[str]) -> int:
+def cmd_run(argv: list[str], *, sweep: bool = False) -> int:
     from bn_experiments import config as config_lib, runner
     from bn_experiments.configs import default
 
     cfg, workdir, restart, progress = _load_config(argv)
     config_lib.validate(cfg, reference=default.get_config())
+    if sweep and not cfg.get("grid"):
+        raise UsageError("this config has no `grid`; use `bn-exp run` for it, or add a grid")
     doc = runner.train_and_evaluate(cfg, workdir, restart=restart, progress=progress)
-    for run in doc["runs"]:
+    for run in doc["runs"][:40]:
         f = run["final"]
         div = f", diverged at step {run['diverged_at_step']}" if run["diverged_at_step"] else ""
         print(f"{run['name']}: test_accuracy={f.get('test_accuracy')} "
@@ -115,7 +118,11 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plot": cmd_plot, "report": cmd_report}
+def cmd_sweep(argv: list[str]) -> int:
+    return cmd_run(argv, sweep=True)
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "plot": cmd_plot, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bn-exp: error: unknown command {command!r}; use one of {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
-    if command == "run" and rest and rest[0] in ("-h", "--help"):
+    if command in ("run", "sweep") and rest and rest[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     from bn_experiments.config import ConfigError

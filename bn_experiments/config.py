@@ -36,6 +36,7 @@ class Static:
     tracked_units: tuple[int, ...]
     schedule: str
     population_batches: int
+    saturation_threshold: float = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,8 +203,9 @@ def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784,
     out = []
     for name, overrides in specs:
         run_cfg = ml_collections.ConfigDict(cfg.to_dict())
-        if "runs" in run_cfg:
-            del run_cfg["runs"]
+        for key in ("runs", "grid"):
+            if key in run_cfg:
+                del run_cfg[key]
         for key, value in overrides.items():
             set_dotted(run_cfg, key, value)
         validate(run_cfg, num_train=num_train)
@@ -211,7 +213,8 @@ def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784,
             model=model_config(run_cfg, input_size), steps=run_cfg.steps,
             batch_size=run_cfg.batch_size, eval_every=run_cfg.eval_every,
             tracked_units=tuple(run_cfg.model.tracked_units), schedule=run_cfg.optimizer.schedule,
-            population_batches=run_cfg.population_batches)
+            population_batches=run_cfg.population_batches,
+            saturation_threshold=float(run_cfg.saturation_threshold))
         numbers = Numbers(learning_rate=float(run_cfg.learning_rate),
                           momentum=float(run_cfg.optimizer.momentum),
                           init_std=float(run_cfg.model.init_std), seed=int(run_cfg.seed))

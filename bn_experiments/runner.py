@@ -1,8 +1,15 @@
-"""`train_and_evaluate(config, workdir)`: runs an experiment's runs and writes every output file.
+"""`train_and_evaluate(config, workdir)`: trains an experiment's runs and writes every output file.
 
-WORKDIR/config.json (the config as given), metrics.jsonl (one row per evaluation, appended as it
-happens), provenance.json (commit, command, versions, device, wall time), summary.json (the
-contract of bn_experiments.summary; no timings, so the same run gives the same file), curves.npz
+Runs come from the config's named `runs` or its sweep `grid` (bn_experiments.sweep). Runs that share
+their structure (only numbers differ: learning rate, init scale, seed, SGD momentum) are trained
+together as ONE compiled program, `jax.vmap`-ed over them, `points_per_program` at a time; a run
+alone uses the same program without vmap. A diverging run freezes itself inside the program and
+never affects the others.
+
+WORKDIR/config.json (the config as given), metrics.jsonl (one row per evaluation and run, appended
+as it happens), points/<run>.json (each finished run; a rerun resumes by skipping them),
+provenance.json (commit, command, versions, device, wall time), summary.json (the contract of
+bn_experiments.summary; no timings, so the same run gives the same file), curves.npz
 (full-resolution per-step curves, not committed) and the experiment's figures.
 """
 from __future__ import annotations
@@ -11,10 +18,14 @@ import dataclasses
 import json
 import pathlib
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import time
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,92 +48,158 @@ class RunResult:
     """What one run measured, on the host, at full resolution."""
     name: str
     flat: dict
-    train_steps: np.ndarray               # steps 0..n-1 whose per-step metrics were recorded
-    train: dict[str, np.ndarray]          # metric name -> values at train_steps
+    train: dict[str, np.ndarray]          # metric -> values at steps 0..n-1 (n = diverged or steps)
     eval_steps: list[int]
-    evals: dict[str, list[float]]         # metric name -> values at eval_steps
+    evals: dict[str, list[float]]         # metric -> values at eval_steps
     diverged_at: int | None
     final: dict[str, float | None]
 
 
 def _percentile_names(prefix: str, units: tuple[int, ...]) -> list[tuple[int, int, str]]:
     """(percentile row, unit column, curve name): the first unit is the one the figures show."""
-    out = []
-    for j, u in enumerate(units):
-        for i, q in enumerate(train.PERCENTILES):
-            out.append((i, j, f"{prefix}p{int(q)}" + ("" if j == 0 else f"_unit{u}")))
-    return out
+    return [(i, j, f"{prefix}p{int(q)}" + ("" if j == 0 else f"_unit{u}"))
+            for j, u in enumerate(units) for i, q in enumerate(train.PERCENTILES)]
 
 
-def _eval_row(metrics: dict, units: tuple[int, ...]) -> dict[str, float]:
-    row = {"test_accuracy": float(metrics["test_accuracy"]), "test_loss": float(metrics["test_loss"])}
-    pct = np.asarray(metrics["test_preact_percentiles"])
-    for i, j, name in _percentile_names("test_preact_", units):
-        row[name] = float(pct[i, j])
-    return row
+def _eval_rows(metrics: dict, units: tuple[int, ...], n: int) -> list[dict[str, float]]:
+    """One flat row of scalar test metrics per point, from the (vmapped) evaluation output."""
+    m = jax.device_get(metrics)
+    rows = []
+    for p in range(n):
+        row = {k: float(m[k][p]) for k in ("test_accuracy", "test_loss")}
+        pct = m["test_preact_percentiles"][p]
+        row.update({name: float(pct[i, j]) for i, j, name in _percentile_names("test_preact_", units)})
+        for k, per_layer in m["per_layer"].items():
+            row.update({f"{k}_layer{l + 1}": float(v[p]) for l, v in enumerate(per_layer)})
+        rows.append(row)
+    return rows
 
 
-def run_one(run: config_lib.Run, data: data_lib.Dataset, *, target: float,
-            log=None, progress: bool = True) -> RunResult:
-    """Trains one run chunk by chunk (one compiled scan per chunk) and evaluates between chunks."""
-    static, units = run.static, run.static.tracked_units
-    program = train.make_program(static, data)
+def _compiled(program: train.Program, batched: bool):
+    """jit-ed (init, chunk, evaluate, drift, population) with a leading run axis either way."""
+    if batched:
+        v = jax.vmap
+        return (jax.jit(v(program.init)), jax.jit(v(program.chunk), donate_argnums=0),
+                jax.jit(v(program.evaluate)), jax.jit(v(train.probe_drift)),
+                jax.jit(v(program.evaluate_population)))
+    add = lambda f: lambda *a: jax.tree.map(lambda x: x[None], f(*a))  # noqa: E731
+    drop = lambda t: jax.tree.map(lambda x: x[0], t)  # noqa: E731
     init, chunk = jax.jit(program.init), jax.jit(program.chunk, donate_argnums=0)
-    evaluate = jax.jit(program.evaluate)
-    numbers = train.numbers_to_arrays(run.numbers)
+    evaluate, drift = jax.jit(program.evaluate), jax.jit(train.probe_drift)
+    population = jax.jit(program.evaluate_population)
+    return (lambda n: add(init)(drop(n)),
+            lambda c, n: add(chunk)(drop(c), drop(n)),
+            lambda c: add(evaluate)(drop(c)),
+            lambda a, b: add(drift)(drop(a), drop(b)),
+            lambda c: add(population)(drop(c)))
+
+
+def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: float,
+               log=None, progress: bool = True, desc: str | None = None) -> list[RunResult]:
+    """Trains runs of one structure as one program (vmapped when there are several)."""
+    static, units, n = runs[0].static, runs[0].static.tracked_units, len(runs)
+    init, chunk, evaluate, drift, population = _compiled(train.make_program(static, data), n > 1)
+    numbers = jax.tree.map(lambda *xs: jnp.stack(xs),
+                           *[train.numbers_to_arrays(r.numbers) for r in runs])
 
     carry = init(numbers)
-    eval_steps, evals = [], {}
-    train_chunks = {"train_loss": [], "preact_percentiles": []}
+    eval_steps, evals = [], [dict() for _ in runs]
+    chunks = {"train_loss": [], "preact_percentiles": []}
+    prev_probe = None
 
-    def record(step: int, carry) -> None:
-        row = _eval_row(evaluate(carry), units)
+    def record(step: int) -> None:
+        nonlocal prev_probe
+        metrics = evaluate(carry)
+        probe = metrics.pop("probe")
+        shifts = drift(probe if prev_probe is None else prev_probe, probe)
+        if prev_probe is None:  # no previous evaluation to compare with at step 0
+            shifts = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), shifts)
+        metrics["per_layer"] = {**shifts, **metrics["per_layer"]}
+        prev_probe = probe
         eval_steps.append(step)
-        for k, v in row.items():
-            evals.setdefault(k, []).append(v)
-        if log is not None:
-            log({"run": run.name, "step": step, **row})
+        for p, row in enumerate(_eval_rows(metrics, units, n)):
+            if step >= diverged[p]:
+                row = {k: float("nan") for k in row}
+            for k, v in row.items():
+                evals[p].setdefault(k, []).append(v)
+            if log is not None and step < diverged[p]:
+                log({"run": runs[p].name, "step": step, **row})
 
-    record(0, carry)
-    diverged_at = None
-    bar = tqdm(total=static.steps, desc=run.name, unit="step", disable=not progress, leave=False)
+    diverged = np.full(n, np.iinfo(np.int64).max)
+    record(0)
+    bar = tqdm(total=static.steps, desc=desc or runs[0].name, unit="step", disable=not progress,
+               leave=False)
     for start in range(0, static.steps, static.eval_every):
         carry, metrics = chunk(carry, numbers)
         metrics = jax.device_get(metrics)
-        for k in train_chunks:
-            train_chunks[k].append(np.asarray(metrics[k]))
+        for k in chunks:
+            chunks[k].append(np.asarray(metrics[k]))
+        d = np.asarray(jax.device_get(carry["diverged_at"]))
+        diverged = np.where(d >= 0, d, diverged)
         bar.update(static.eval_every)
-        d = int(carry["diverged_at"])
-        if d >= 0:
-            diverged_at = d
-            bar.set_postfix_str(f"diverged at step {d}")
+        if (d >= 0).all():
             break
-        record(start + static.eval_every, carry)
-        bar.set_postfix(test_accuracy=f"{evals['test_accuracy'][-1]:.4f}")
+        record(start + static.eval_every)
+        bar.set_postfix_str(f"test_accuracy {max(e['test_accuracy'][-1] for e in evals):.4f}"
+                            + (f", {int((d >= 0).sum())} diverged" if (d >= 0).any() else ""))
     bar.close()
 
-    n = diverged_at if diverged_at is not None else static.steps
-    losses = np.concatenate(train_chunks["train_loss"])[:n]
-    pct = np.concatenate(train_chunks["preact_percentiles"])[:n]
-    train_metrics = {"train_loss": losses}
-    for i, j, name in _percentile_names("preact_", units):
-        train_metrics[name] = pct[:, i, j]
+    losses = np.concatenate(chunks["train_loss"], axis=1)           # (n, steps)
+    pct = np.concatenate(chunks["preact_percentiles"], axis=1)      # (n, steps, 3, units)
+    pop = (jax.device_get(population(carry)["test_accuracy"])
+           if static.population_batches > 0 and static.model.use_bn else None)
+    results = []
+    for p, run in enumerate(runs):
+        d = int(diverged[p]) if diverged[p] < np.iinfo(np.int64).max else None
+        end = d if d is not None else static.steps
+        train_metrics = {"train_loss": losses[p, :end]}
+        train_metrics.update({name: pct[p, :end, i, j]
+                              for i, j, name in _percentile_names("preact_", units)})
+        keep = [i for i, s in enumerate(eval_steps) if d is None or s < d]
+        run_evals = {k: [v[i] for i in keep] for k, v in evals[p].items()}
+        final = _final(run_evals, [eval_steps[i] for i in keep], losses[p, :end], d,
+                       target=target, window=static.eval_every,
+                       scheduled=static.steps // static.eval_every + 1,
+                       chance=1.0 / static.model.num_classes)
+        if pop is not None and d is None:
+            final["test_accuracy_population"] = float(pop[p])
+        results.append(RunResult(run.name, run.flat, train_metrics, [eval_steps[i] for i in keep],
+                                 run_evals, d, final))
+    return results
 
+
+CHANCE_MARGIN = 0.05  # "did not train": max test accuracy within this of chance (1 / classes)
+
+
+def _final(evals: dict, steps: list[int], losses: np.ndarray, diverged_at: int | None, *,
+           target: float, window: int, scheduled: int, chance: float) -> dict:
+    """Final measures: accuracy, steps to target, area under the accuracy curve, outcomes, drift."""
     acc = np.asarray(evals["test_accuracy"], dtype=float)
-    reached = [s for s, a in zip(eval_steps, acc) if a >= target]
-    final = {"test_accuracy": None if diverged_at is not None else float(acc[-1]),
-             "max_test_accuracy": float(np.nanmax(acc)) if np.isfinite(acc).any() else None,
-             "steps_to_target": reached[0] if reached else None,
-             "train_loss": float(np.mean(losses[-static.eval_every:])) if len(losses) else None}
-    if static.population_batches > 0 and static.model.use_bn and diverged_at is None:
-        pop = jax.jit(program.evaluate_population)(carry)
-        final["test_accuracy_population"] = float(pop["test_accuracy"])
-    return RunResult(run.name, run.flat, np.arange(n), train_metrics, eval_steps, evals,
-                     diverged_at, final)
+    finite = np.isfinite(acc)
+    # Mean test accuracy over all scheduled evaluations (the area under the curve over its
+    # length); evaluations a diverged run never reached count as chance.
+    auc = (np.nansum(acc) + chance * (scheduled - finite.sum())) / scheduled
+    reached = [s for s, a in zip(steps, acc) if a >= target]
+    max_acc = float(np.nanmax(acc)) if finite.any() else None
+    final = {
+        "test_accuracy": None if diverged_at is not None else float(acc[-1]),
+        "max_test_accuracy": max_acc,
+        "steps_to_target": reached[0] if reached else None,
+        "auc_test_accuracy": float(auc),
+        "train_loss": float(np.mean(losses[-window:])) if len(losses) else None,
+        "diverged": float(diverged_at is not None),
+        "did_not_train": float(max_acc is None or max_acc < chance + CHANCE_MARGIN),
+    }
+    for k, v in evals.items():
+        if k.startswith(("ics_", "saturation_")):
+            vals = np.asarray(v[1:], dtype=float)
+            final[f"mean_{k}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
+    return final
 
 
 def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) -> dict:
-    curves = {k: summary_lib.thin(result.train_steps, v, max_points) for k, v in result.train.items()}
+    steps = np.arange(len(result.train["train_loss"]))
+    curves = {k: summary_lib.thin(steps, v, max_points) for k, v in result.train.items()}
     curves.update({k: summary_lib.thin(result.eval_steps, v, max_points)
                    for k, v in result.evals.items()})
     return {"name": result.name, "config": result.flat, "curves": curves,
@@ -130,18 +207,19 @@ def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) 
 
 
 def _git_commit() -> str | None:
+    root = pathlib.Path(__file__).resolve().parent.parent
     try:
-        root = pathlib.Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+    return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
 
 
-def provenance(wall_seconds: float, run_seconds: dict[str, float]) -> dict:
+def provenance(wall_seconds: float, group_seconds: dict[str, float]) -> dict:
     from importlib import metadata
     versions = {}
     for pkg in ("bn-experiments", "jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
@@ -151,12 +229,13 @@ def provenance(wall_seconds: float, run_seconds: dict[str, float]) -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     dev = jax.devices()[0]
-    return {"git_commit": _git_commit(), "command": " ".join(["bn-exp", *sys.argv[1:]])
-            if pathlib.Path(sys.argv[0]).name == "bn-exp" else " ".join(sys.argv),
+    argv0 = pathlib.Path(sys.argv[0]).name
+    return {"git_commit": _git_commit(),
+            "command": " ".join(["bn-exp" if argv0 == "bn-exp" else sys.argv[0], *sys.argv[1:]]),
             "python": platform.python_version(), "versions": versions,
             "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
             "wall_seconds": round(wall_seconds, 2),
-            "run_seconds": {k: round(v, 2) for k, v in run_seconds.items()}}
+            "program_seconds": {k: round(v, 2) for k, v in group_seconds.items()}}
 
 
 def prepare_workdir(workdir: pathlib.Path, *, restart: bool) -> None:
@@ -169,38 +248,78 @@ def prepare_workdir(workdir: pathlib.Path, *, restart: bool) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise WorkdirError(f"--workdir {workdir}: cannot create it ({err.strerror}); "
+        raise WorkdirError(f"--workdir {workdir}: cannot create it ({err.strerror or err}); "
                            f"choose a writable path") from None
-    for name in OUTPUT_FILES:
-        (workdir / name).unlink(missing_ok=True)
+    if restart:
+        for name in OUTPUT_FILES:
+            (workdir / name).unlink(missing_ok=True)
+        shutil.rmtree(workdir / "points", ignore_errors=True)
+
+
+def _point_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
+    return workdir / "points" / (re.sub(r"[^A-Za-z0-9._=,+-]", "_", name) + ".json")
+
+
+def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_lib.Run]]:
+    """Runs grouped by compiled structure (init_std is a number, not structure), then chunked."""
+    by_key: dict = {}
+    for run in runs:
+        key = dataclasses.replace(run.static, model=dataclasses.replace(run.static.model, init_std=0.0))
+        by_key.setdefault(key, []).append(run)
+    return [g[i:i + per_program] for g in by_key.values() for i in range(0, len(g), per_program)]
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        restart: bool = False, progress: bool = True, plot: bool = True) -> dict:
-    """Validates `cfg`, trains its runs, writes the workdir; returns the summary dict."""
+    """Validates `cfg`, trains its runs (resuming finished ones), writes the workdir."""
+    from bn_experiments import sweep
+
     t0 = time.perf_counter()
     workdir = pathlib.Path(workdir)
     ds = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
-    input_size = int(np.prod(ds.input_shape))
-    runs = config_lib.runs(cfg, input_size=input_size, num_train=ds.num_train)
+    runs = sweep.expand(cfg, input_size=int(np.prod(ds.input_shape)), num_train=ds.num_train)
+    is_sweep = bool(cfg.get("grid"))
+    max_points = summary_lib.MAX_POINTS_SWEEP if is_sweep else summary_lib.MAX_POINTS
     prepare_workdir(workdir, restart=restart)
-    summary_lib.atomic_write(workdir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+    old_config = workdir / "config.json"
+    new_config = json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
+    if old_config.exists() and old_config.read_text() != new_config:
+        raise WorkdirError(f"--workdir {workdir} holds unfinished runs of another config; "
+                           f"pass --restart to discard them or choose another --workdir")
+    summary_lib.atomic_write(old_config, new_config)
     ds = data_lib.to_device(ds)
 
-    results, run_seconds = [], {}
+    done = {}
+    for run in runs:
+        path = _point_path(workdir, run.name)
+        if path.exists():
+            done[run.name] = json.loads(path.read_text())
+    # Groups are formed over ALL runs, and a group with any unfinished run is retrained whole:
+    # a run's numbers then never depend on which other runs happened to be unfinished.
+    groups = [g for g in _groups(runs, int(cfg.get("points_per_program", 16)))
+              if any(r.name not in done for r in g)]
+    group_seconds, full = {}, {}
     with open(workdir / "metrics.jsonl", "a") as metrics_file:
         def log(row: dict) -> None:
             metrics_file.write(json.dumps(summary_lib.clean(row)) + "\n")
             metrics_file.flush()
-        for run in runs:
-            t_run = time.perf_counter()
-            results.append(run_one(run, ds, target=cfg.target_accuracy, log=log, progress=progress))
-            run_seconds[run.name] = time.perf_counter() - t_run
+        for gi, group in enumerate(groups):
+            t = time.perf_counter()
+            desc = group[0].name if len(groups) == 1 and len(group) == 1 else \
+                f"program {gi + 1}/{len(groups)} ({len(group)} runs)"
+            for res in train_runs(group, ds, target=cfg.target_accuracy, log=log,
+                                  progress=progress, desc=desc):
+                doc = to_summary_run(res, max_points)
+                summary_lib.atomic_write(_point_path(workdir, res.name), summary_lib.dumps(doc))
+                done[res.name] = json.loads(summary_lib.dumps(doc))
+                full[res.name] = res
+            group_seconds[desc if len(groups) > 1 else group[0].name] = time.perf_counter() - t
 
-    np.savez_compressed(workdir / "curves.npz", **{
-        f"{r.name}/{k}": v for r in results for k, v in {**r.train, **{
-            f"eval/{m}": np.asarray(vals) for m, vals in r.evals.items()}}.items()})
-    runs_doc = [to_summary_run(r) for r in results]
+    if full:
+        np.savez_compressed(workdir / "curves.npz", **{
+            f"{r.name}/{k}": v for r in full.values()
+            for k, v in {**r.train, **{f"eval/{m}": np.asarray(x) for m, x in r.evals.items()}}.items()})
+    runs_doc = [done[r.name] for r in runs]
     doc = {"experiment": cfg.experiment, "runs": runs_doc,
            "claims": claims_lib.compute(cfg.experiment, runs_doc)}
     summary_lib.write(workdir / "summary.json", doc)
@@ -208,5 +327,5 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         from bn_experiments import plots
         plots.plot(workdir)
     summary_lib.atomic_write(workdir / "provenance.json", json.dumps(
-        provenance(time.perf_counter() - t0, run_seconds), indent=1) + "\n")
+        provenance(time.perf_counter() - t0, group_seconds), indent=1) + "\n")
     return doc

@@ -23,6 +23,9 @@ from bn_experiments.config import Numbers, Static
 from bn_experiments.models import mlp
 
 PERCENTILES = (15.0, 50.0, 85.0)
+# Quantile levels of each unit's test-set pre-activation kept at every evaluation, for the
+# 1-Wasserstein distance between consecutive evaluations (W1 = mean |Q_t(u) - Q_s(u)| over u).
+PROBE_LEVELS = tuple((i + 0.5) / 32 for i in range(32))
 NUMBER_FIELDS = tuple(f.name for f in dataclasses.fields(Numbers))
 
 
@@ -62,6 +65,24 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def tracked_percentiles(preacts: jax.Array, units: tuple[int, ...]) -> jax.Array:
     """(3, len(units)): the 15/50/85th percentiles over the batch of each tracked unit."""
     return jnp.percentile(preacts[:, jnp.asarray(units)], jnp.asarray(PERCENTILES), axis=0)
+
+
+def probe_drift(prev: dict, now: dict) -> dict:
+    """Internal covariate shift between two evaluations, per hidden layer (lists of scalars).
+
+    Each statistic is taken per unit over the whole test set, then averaged over the layer's
+    units: `ics_w1` the 1-Wasserstein distance between the unit's pre-activation distributions,
+    `ics_mean_shift` / `ics_std_shift` / `ics_p50_shift` the absolute change of its mean, std and
+    median. This is the paper's notion (Ioffe & Szegedy, Sec. 2: the distribution of each layer's
+    inputs changes as the parameters of the layers below change), measured directly.
+    """
+    mid = len(PROBE_LEVELS) // 2
+    shift = lambda a, b: jnp.mean(jnp.abs(a - b))  # noqa: E731
+    return {"ics_w1": [shift(a, b) for a, b in zip(prev["quantiles"], now["quantiles"])],
+            "ics_mean_shift": [shift(a, b) for a, b in zip(prev["mean"], now["mean"])],
+            "ics_std_shift": [shift(a, b) for a, b in zip(prev["std"], now["std"])],
+            "ics_p50_shift": [shift(a[mid - 1:mid + 1].mean(0), b[mid - 1:mid + 1].mean(0))
+                              for a, b in zip(prev["quantiles"], now["quantiles"])]}
 
 
 def make_program(static: Static, data: data_lib.Dataset) -> Program:
@@ -119,10 +140,15 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
 
     def _test_metrics(params, bn_state) -> dict:
         logits, _, inter = mlp.apply(params, bn_state, data.x_test, config=cfg, train=False)
+        preacts = inter["preacts"]
         return {"test_accuracy": jnp.mean(jnp.argmax(logits, -1) == data.y_test),
                 "test_loss": _cross_entropy(logits, data.y_test),
-                "test_preact_percentiles": tracked_percentiles(inter["preacts"][-1],
-                                                               static.tracked_units)}
+                "test_preact_percentiles": tracked_percentiles(preacts[-1], static.tracked_units),
+                "per_layer": {"saturation": [jnp.mean(jnp.abs(z) > static.saturation_threshold)
+                                             for z in preacts]},
+                "probe": {"mean": [z.mean(0) for z in preacts], "std": [z.std(0) for z in preacts],
+                          "quantiles": [jnp.quantile(z, jnp.asarray(PROBE_LEVELS), axis=0)
+                                        for z in preacts]}}
 
     def evaluate(carry: dict) -> dict:
         return _test_metrics(carry["params"], carry["bn_state"])

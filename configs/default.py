@@ -26,9 +26,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Algorithm 2: also evaluate BN runs at the end with population statistics from this many
     # training mini-batches (0 = off). Reported beside the moving-average result.
     config.population_batches = 0
+    # A unit counts as saturated when |pre-activation| exceeds this (sigmoid'(4) = 0.018).
+    config.saturation_threshold = 4.0
     # Named runs, each "name: key=value, key=value" overriding fields of this config.
     # Empty: a single run named after the experiment.
     config.runs = ()
+    # A sweep: ((key, (value, ...)), ...) over dotted keys; every point of the cartesian product
+    # is a run named "key=value,key=value". A config sets either `runs` or `grid`.
+    config.grid = ()
+    # Runs that differ only in numbers (learning rate, init scale, seed, momentum) are trained
+    # together as one vmapped program, this many at a time.
+    config.points_per_program = 16
 
     config.model = ml_collections.ConfigDict()
     # Hidden layer widths (the paper: 3 x 100).

@@ -1,0 +1,99 @@
+"""Sweeps: grid expansion, one vmapped program per structure, isolation of diverging points, resume."""
+import json
+
+import numpy as np
+import pytest
+
+from bn_experiments import cli, config as config_lib, data as data_lib, runner, sweep, summary
+from bn_experiments.configs import default
+
+
+def _cfg(grid, **overrides):
+    cfg = default.get_config()
+    cfg.experiment = "test_sweep"
+    cfg.steps, cfg.eval_every, cfg.batch_size = 40, 20, 32
+    cfg.model.widths, cfg.model.activation = (16, 8), "relu"
+    cfg.data.source = "synthetic:256:64"
+    cfg.grid = grid
+    for k, v in overrides.items():
+        config_lib.set_dotted(cfg, k, v)
+    return cfg
+
+
+def test_grid_expands_in_order_with_key_value_names():
+    runs = sweep.expand(_cfg((("learning_rate", (0.1, 1.0)), ("model.norm", ("none", "batchnorm")))))
+    assert [r.name for r in runs] == [
+        "learning_rate=0.1,model.norm=none", "learning_rate=0.1,model.norm=batchnorm",
+        "learning_rate=1.0,model.norm=none", "learning_rate=1.0,model.norm=batchnorm"]
+    assert runs[3].flat["learning_rate"] == 1.0 and runs[3].flat["model.norm"] == "batchnorm"
+    assert "grid" not in runs[0].flat
+
+
+@pytest.mark.parametrize("grid,match", [
+    ((("seed", ()),), "empty"),
+    ((("learning_rat", (0.1,)),), "did you mean 'learning_rate'"),
+    ((("seed", (0,)), ("seed", (1,))), "twice"),
+    ((("learning_rate", (0.1, -1.0)),), "learning_rate"),
+    (("seed",), "pair"),
+])
+def test_bad_grids_are_refused_before_compiling(grid, match):
+    with pytest.raises(config_lib.ConfigError, match=match):
+        sweep.expand(_cfg(grid))
+
+
+def test_programs_group_by_structure_and_size():
+    runs = sweep.expand(_cfg((("model.norm", ("none", "batchnorm")), ("model.init_std", (0.1, 1.0)),
+                              ("seed", (0, 1, 2)))))
+    groups = runner._groups(runs, per_program=4)
+    assert [len(g) for g in groups] == [4, 2, 4, 2]
+    assert all(len({r.static.model.norm for r in g}) == 1 for g in groups)
+
+
+def test_vmapped_sweep_equals_each_point_alone_even_when_one_diverges():
+    cfg = _cfg((("learning_rate", (0.05, 1e10, 0.5)), ("model.norm", ("batchnorm",)), ("seed", (0, 1))))
+    runs = sweep.expand(cfg)
+    data = data_lib.to_device(data_lib.load(cfg.data.source))
+    together = runner.train_runs(runs, data, target=0.5, progress=False)
+    diverged = [r.diverged_at for r in together]
+    assert diverged[2] is not None and diverged[3] is not None  # lr=1e10
+    assert diverged[0] is None and diverged[5] is None
+    for run, res in zip(runs, together):
+        alone = runner.train_runs([run], data, target=0.5, progress=False)[0]
+        assert alone.diverged_at == res.diverged_at
+        for k in alone.train:
+            np.testing.assert_allclose(res.train[k], alone.train[k], rtol=2e-3, atol=2e-4, err_msg=k)
+        for k in ("test_accuracy", "test_loss", "ics_w1_layer1"):
+            np.testing.assert_allclose(res.evals[k], alone.evals[k], rtol=2e-3, atol=2e-3, err_msg=k)
+
+
+def test_sweep_command_resumes_finished_points(tmp_path, monkeypatch):
+    cfg_args = ["--config", "fig1_mnist:quick", "--progress=false", "--config.steps=20",
+                "--config.eval_every=10", "--config.runs=()", "--config.data.source=synthetic",
+                "--config.grid=(('learning_rate', (0.1, 0.2)), ('seed', (0, 1)))"]
+    workdir = tmp_path / "s"
+    assert cli.main(["sweep", "--workdir", str(workdir), *cfg_args,
+                     "--config.points_per_program=2"]) == 0
+    first = (workdir / "summary.json").read_bytes()
+    doc = summary.load(workdir / "summary.json")
+    assert len(doc["runs"]) == 4 and doc["runs"][1]["name"] == "learning_rate=0.1,seed=1"
+    # Interrupted sweep: one point and the summary missing. Only that point's program is retrained
+    # (whole, so its numbers match the uninterrupted sweep bit for bit).
+    (workdir / "summary.json").unlink()
+    (workdir / "points" / "learning_rate=0.2,seed=0.json").unlink()
+    trained = []
+    real = runner.train_runs
+    monkeypatch.setattr(runner, "train_runs",
+                        lambda runs, *a, **k: trained.extend(r.name for r in runs) or real(runs, *a, **k))
+    assert cli.main(["sweep", "--workdir", str(workdir), *cfg_args,
+                     "--config.points_per_program=2"]) == 0
+    assert trained == ["learning_rate=0.2,seed=0", "learning_rate=0.2,seed=1"]
+    assert (workdir / "summary.json").read_bytes() == first
+    # A different config does not silently mix with the unfinished points.
+    (workdir / "summary.json").unlink()
+    assert cli.main(["sweep", "--workdir", str(workdir), *cfg_args,
+                     "--config.points_per_program=2", "--config.steps=40"]) == 2
+
+
+def test_sweep_needs_a_grid(tmp_path, capsys):
+    assert cli.main(["sweep", "--config", "fig1_mnist:quick", "--workdir", str(tmp_path / "x")]) == 2
+    assert "grid" in capsys.readouterr().err
