@@ -193,10 +193,13 @@ def model_config(cfg: ml_collections.ConfigDict, input_size: int = 784) -> mlp.M
         raise ConfigError(str(err)) from None
 
 
-def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784,
-         num_train: int | None = None) -> list[Run]:
-    """One `Run` per entry of `cfg.runs` (the base config alone when it has none), validated."""
-    specs = [parse_run(s) for s in (cfg.get("runs") or ())] or [(cfg.get("experiment", "run"), {})]
+def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784, num_train: int | None = None,
+         specs: list[tuple[str, dict]] | None = None) -> list[Run]:
+    """One `Run` per entry of `cfg.runs` (the base config alone when it has none), validated.
+    `specs`: (name, {dotted key: value}) pairs to use instead of `cfg.runs` (sweep points)."""
+    if specs is None:
+        specs = [parse_run(s) for s in (cfg.get("runs") or ())]
+    specs = specs or [(cfg.get("experiment", "run"), {})]
     names = [n for n, _ in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"runs: names must be unique, got {names}")

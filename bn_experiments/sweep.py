@@ -54,10 +54,5 @@ def expand(cfg: ml_collections.ConfigDict, *, input_size: int = 784,
                                      "put the runs' differences on a grid axis")
     points = [dict(zip([k for k, _ in grid], values))
               for values in itertools.product(*[v for _, v in grid])]
-    specs = []
-    for point in points:
-        specs.append(point_name(point) + ": " + ", ".join(f"{k}={v!r}" for k, v in point.items()))
-    base = ml_collections.ConfigDict(cfg.to_dict())
-    base.grid = ()
-    base.runs = tuple(specs)
-    return config_lib.runs(base, input_size=input_size, num_train=num_train)
+    return config_lib.runs(cfg, input_size=input_size, num_train=num_train,
+                           specs=[(point_name(p), p) for p in points])

@@ -2,7 +2,7 @@
 import ml_collections
 import pytest
 
-from bn_experiments import config as config_lib
+from bn_experiments import config as config_lib, sweep
 from bn_experiments.configs import default, fig1_mnist
 
 
@@ -23,7 +23,7 @@ def test_every_shipped_config_validates_against_the_default_keys():
         for arg in (None, "quick"):
             cfg = module.get_config(arg)
             config_lib.validate(cfg, reference=ref)
-            assert config_lib.runs(cfg, num_train=8000)
+            assert sweep.expand(cfg, num_train=8000)
 
 
 def test_fig1_runs_differ_only_in_norm():
