@@ -3,6 +3,7 @@
     bn-exp run [--config fig1_mnist[:quick]] [--workdir DIR] [--restart] [--config.FIELD=VALUE ...]
     bn-exp sweep --config lr_sweep [--workdir DIR] [--restart] [--config.FIELD=VALUE ...]
     bn-exp plot WORKDIR
+    bn-exp claims WORKDIR
     bn-exp report [--results results]
 
 A thin layer over importable functions (`runner.train_and_evaluate`, `plots.plot`,
@@ -98,13 +99,38 @@ def cmd_run(argv: list[str], *, sweep: bool = False) -> int:
     return 0
 
 
+def _load_summary(path: pathlib.Path) -> dict:
+    from bn_experiments import summary
+    try:
+        return summary.load(path)
+    except ValueError as err:
+        raise UsageError(f"{err}; run the experiment first (bn-exp run/sweep)") from None
+
+
 def cmd_plot(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bn-exp plot", description="Redraw figures from summary.json.")
     parser.add_argument("workdir")
     args = parser.parse_args(argv)
     from bn_experiments import plots
+    _load_summary(pathlib.Path(args.workdir) / "summary.json")
     for path in plots.plot(args.workdir):
         print(path)
+    return 0
+
+
+def cmd_claims(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bn-exp claims", description="Recompute the claims of WORKDIR/summary.json from its "
+        "runs with the current claim rules (no retraining), then redraw nothing else.")
+    parser.add_argument("workdir")
+    args = parser.parse_args(argv)
+    from bn_experiments import claims, summary
+    path = pathlib.Path(args.workdir) / "summary.json"
+    doc = _load_summary(path)
+    doc["claims"] = claims.compute(doc["experiment"], doc["runs"])
+    summary.write(path, doc)
+    for claim in doc["claims"]:
+        print(f"[{claim['verdict']}] {claim['claim']}: {claim['measured']}")
     return 0
 
 
@@ -122,7 +148,8 @@ def cmd_sweep(argv: list[str]) -> int:
     return cmd_run(argv, sweep=True)
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "plot": cmd_plot, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "plot": cmd_plot, "claims": cmd_claims,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

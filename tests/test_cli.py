@@ -100,3 +100,19 @@ def test_help_and_unknown_command(capsys):
     assert cli.main(["--help"]) == 0
     assert "bn-exp run" in capsys.readouterr().out
     assert cli.main(["frobnicate"]) == 2
+
+
+def test_claims_are_recomputed_from_the_summary(quick_run):
+    path = quick_run / "summary.json"
+    before = path.read_bytes()
+    doc = summary.load(path)
+    doc["claims"] = []
+    summary.write(path, doc)
+    assert cli.main(["claims", str(quick_run)]) == 0
+    assert path.read_bytes() == before
+
+
+def test_plot_and_claims_on_a_missing_summary_fail_cleanly(tmp_path, capsys):
+    assert cli.main(["plot", str(tmp_path)]) == 2
+    assert cli.main(["claims", str(tmp_path)]) == 2
+    assert "summary.json" in capsys.readouterr().err
