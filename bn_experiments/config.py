@@ -156,6 +156,9 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
                "must be a positive integer")
     _check(flat["steps"] % flat["eval_every"] == 0, "eval_every", flat["eval_every"],
            f"must divide steps={flat['steps']}")
+    ce = flat.get("checkpoint_every", 0)
+    _check(isinstance(ce, int) and ce >= 0 and ce % flat["eval_every"] == 0, "checkpoint_every", ce,
+           f"must be 0 (off) or a multiple of eval_every={flat['eval_every']}")
     lr = flat.get("learning_rate")
     _check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, "learning_rate", lr,
            "must be a finite number > 0")
@@ -171,6 +174,22 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
            "must be in (0, 1]")
     _check(isinstance(flat.get("seed"), int) and flat["seed"] >= 0, "seed", flat.get("seed"),
            "must be an integer >= 0")
+    for key, low in (("population_batches", 0), ("points_per_program", 1)):
+        value = flat.get(key, low)
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, key, value,
+               f"must be an integer >= {low}")
+    for key in ("saturation_threshold", "model.bn_epsilon"):
+        value = flat.get(key, 1.0)
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool)
+               and math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
+    bn_mom = flat.get("model.bn_momentum", 0.99)
+    _check(isinstance(bn_mom, (int, float)) and 0 <= bn_mom < 1, "model.bn_momentum", bn_mom,
+           "must be in [0, 1)")
+    widths = flat.get("model.widths")
+    _check(isinstance(widths, list) and len(widths) > 0
+           and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths),
+           "model.widths", tuple(widths) if isinstance(widths, list) else widths,
+           "must be a non-empty tuple of positive integers, e.g. (100, 100, 100)")
     if num_train is not None:
         _check(flat["batch_size"] <= num_train, "batch_size", flat["batch_size"],
                f"is larger than the {num_train} training examples of data.source="

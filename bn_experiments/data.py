@@ -302,7 +302,8 @@ def _load_idx(dirname: str) -> Dataset:
         raise DataError("idx: source needs a directory, e.g. 'idx:/usr/share/datasets/fashion-mnist'")
     directory = pathlib.Path(os.path.expanduser(dirname))
     if not directory.is_dir():
-        raise DataError(f"idx:{dirname}: directory {directory} does not exist; pass a directory "
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise DataError(f"idx:{dirname}: {directory} {what}; pass a directory "
                         f"holding {', '.join(_IDX_FILES.values())} (raw or .gz)")
     paths = {k: _find_idx(directory, base) for k, base in _IDX_FILES.items()}
     raw = {}

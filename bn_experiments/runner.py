@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from bn_experiments import checkpoint as checkpoint_lib
 from bn_experiments import claims as claims_lib
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
@@ -61,18 +62,15 @@ def _percentile_names(prefix: str, units: tuple[int, ...]) -> list[tuple[int, in
             for j, u in enumerate(units) for i, q in enumerate(train.PERCENTILES)]
 
 
-def _eval_rows(metrics: dict, units: tuple[int, ...], n: int) -> list[dict[str, float]]:
-    """One flat row of scalar test metrics per point, from the (vmapped) evaluation output."""
+def _eval_columns(metrics: dict, units: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Scalar test metrics of one evaluation, each an array over the program's runs."""
     m = jax.device_get(metrics)
-    rows = []
-    for p in range(n):
-        row = {k: float(m[k][p]) for k in ("test_accuracy", "test_loss")}
-        pct = m["test_preact_percentiles"][p]
-        row.update({name: float(pct[i, j]) for i, j, name in _percentile_names("test_preact_", units)})
-        for k, per_layer in m["per_layer"].items():
-            row.update({f"{k}_layer{l + 1}": float(v[p]) for l, v in enumerate(per_layer)})
-        rows.append(row)
-    return rows
+    cols = {k: np.asarray(m[k], np.float64) for k in ("test_accuracy", "test_loss")}
+    pct = np.asarray(m["test_preact_percentiles"], np.float64)
+    cols.update({name: pct[:, i, j] for i, j, name in _percentile_names("test_preact_", units)})
+    for k, per_layer in m["per_layer"].items():
+        cols.update({f"{k}_layer{l + 1}": np.asarray(v, np.float64) for l, v in enumerate(per_layer)})
+    return cols
 
 
 def _compiled(program: train.Program, batched: bool):
@@ -94,20 +92,62 @@ def _compiled(program: train.Program, batched: bool):
             lambda c: add(population)(drop(c)))
 
 
+NOT_DIVERGED = np.iinfo(np.int64).max
+
+
 def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: float,
-               log=None, progress: bool = True, desc: str | None = None) -> list[RunResult]:
-    """Trains runs of one structure as one program (vmapped when there are several)."""
+               log=None, progress: bool = True, desc: str | None = None,
+               checkpointer: checkpoint_lib.Checkpointer | None = None, checkpoint_every: int = 0,
+               metrics_file=None) -> list[RunResult]:
+    """Trains runs of one structure as one program (vmapped when there are several).
+
+    With `checkpointer`, the program's full state is saved every `checkpoint_every` steps (at
+    chunk boundaries) and, when a checkpoint exists, training resumes from it; `metrics_file`
+    (the open metrics.jsonl) is then cut back to its length at that checkpoint.
+    """
     static, units, n = runs[0].static, runs[0].static.tracked_units, len(runs)
     init, chunk, evaluate, drift, population = _compiled(train.make_program(static, data), n > 1)
     numbers = jax.tree.map(lambda *xs: jnp.stack(xs),
                            *[train.numbers_to_arrays(r.numbers) for r in runs])
 
     carry = init(numbers)
-    eval_steps, evals = [], [dict() for _ in runs]
-    chunks = {"train_loss": [], "preact_percentiles": []}
+    # Everything the host records; saved with the carry in checkpoints.
+    eval_steps: list[int] = []
+    evals: dict[str, list[np.ndarray]] = {}       # metric -> one (n,) array per evaluation
+    chunks: dict[str, list[np.ndarray]] = {"train_loss": [], "preact_percentiles": []}
+    diverged = np.full(n, NOT_DIVERGED)
     prev_probe = None
+    step = 0
 
-    def record(step: int) -> None:
+    def save(at: int) -> None:
+        if metrics_file is not None:
+            metrics_file.flush()
+        host = {"diverged": diverged,
+                "metrics_bytes": np.asarray(metrics_file.tell() if metrics_file is not None else 0)}
+        if at > 0:
+            host.update({
+                "eval_steps": np.asarray(eval_steps),
+                "evals": {k: np.stack(v) for k, v in evals.items()},
+                "chunks": {k: np.concatenate(v, axis=1) for k, v in chunks.items()},
+                "prev_probe": jax.tree.map(np.asarray, jax.device_get(prev_probe))})
+        checkpointer.save(at, carry, host)
+
+    if checkpointer is not None and checkpointer.exists():
+        step, restored, host = checkpointer.restore(carry)
+        if metrics_file is not None:  # rows written after the checkpoint are dropped
+            metrics_file.truncate(int(host["metrics_bytes"]))
+            metrics_file.seek(int(host["metrics_bytes"]))
+        if step > 0:
+            carry = restored
+            eval_steps = [int(s) for s in host["eval_steps"]]
+            evals = {k: list(v) for k, v in host["evals"].items()}
+            chunks = {k: [v] for k, v in host["chunks"].items()}
+            diverged = host["diverged"]
+            prev_probe = jax.tree.map(jnp.asarray, host["prev_probe"])
+    elif checkpointer is not None and checkpoint_every:
+        save(0)  # remembers where this program's metrics.jsonl rows begin
+
+    def record(at: int) -> None:
         nonlocal prev_probe
         metrics = evaluate(carry)
         probe = metrics.pop("probe")
@@ -116,32 +156,36 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
             shifts = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), shifts)
         metrics["per_layer"] = {**shifts, **metrics["per_layer"]}
         prev_probe = probe
-        eval_steps.append(step)
-        for p, row in enumerate(_eval_rows(metrics, units, n)):
-            if step >= diverged[p]:
-                row = {k: float("nan") for k in row}
-            for k, v in row.items():
-                evals[p].setdefault(k, []).append(v)
-            if log is not None and step < diverged[p]:
-                log({"run": runs[p].name, "step": step, **row})
+        eval_steps.append(at)
+        cols = _eval_columns(metrics, units)
+        for k, v in cols.items():
+            evals.setdefault(k, []).append(np.where(at >= diverged, np.nan, v))
+        if log is not None:
+            for p in range(n):
+                if at < diverged[p]:
+                    log({"run": runs[p].name, "step": at, **{k: v[p] for k, v in cols.items()}})
 
-    diverged = np.full(n, np.iinfo(np.int64).max)
-    record(0)
-    bar = tqdm(total=static.steps, desc=desc or runs[0].name, unit="step", disable=not progress,
-               leave=False)
-    for start in range(0, static.steps, static.eval_every):
+    if step == 0:
+        record(0)
+    bar = tqdm(total=static.steps, initial=step, desc=desc or runs[0].name, unit="step",
+               disable=not progress, leave=False)
+    while step < static.steps and not (diverged < NOT_DIVERGED).all():
         carry, metrics = chunk(carry, numbers)
         metrics = jax.device_get(metrics)
         for k in chunks:
             chunks[k].append(np.asarray(metrics[k]))
         d = np.asarray(jax.device_get(carry["diverged_at"]))
         diverged = np.where(d >= 0, d, diverged)
+        step += static.eval_every
         bar.update(static.eval_every)
-        if (d >= 0).all():
+        if (diverged < NOT_DIVERGED).all():
             break
-        record(start + static.eval_every)
-        bar.set_postfix_str(f"test_accuracy {max(e['test_accuracy'][-1] for e in evals):.4f}"
+        record(step)
+        bar.set_postfix_str(f"test_accuracy {np.nanmax(evals['test_accuracy'][-1]):.4f}"
                             + (f", {int((d >= 0).sum())} diverged" if (d >= 0).any() else ""))
+        if checkpointer is not None and checkpoint_every and step % checkpoint_every == 0 \
+                and step < static.steps:
+            save(step)
     bar.close()
 
     losses = np.concatenate(chunks["train_loss"], axis=1)           # (n, steps)
@@ -150,13 +194,13 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
            if static.population_batches > 0 and static.model.use_bn else None)
     results = []
     for p, run in enumerate(runs):
-        d = int(diverged[p]) if diverged[p] < np.iinfo(np.int64).max else None
+        d = int(diverged[p]) if diverged[p] < NOT_DIVERGED else None
         end = d if d is not None else static.steps
         train_metrics = {"train_loss": losses[p, :end]}
         train_metrics.update({name: pct[p, :end, i, j]
                               for i, j, name in _percentile_names("preact_", units)})
         keep = [i for i, s in enumerate(eval_steps) if d is None or s < d]
-        run_evals = {k: [v[i] for i in keep] for k, v in evals[p].items()}
+        run_evals = {k: [float(v[i][p]) for i in keep] for k, v in evals.items()}
         final = _final(run_evals, [eval_steps[i] for i in keep], losses[p, :end], d,
                        target=target, window=static.eval_every,
                        scheduled=static.steps // static.eval_every + 1,
@@ -202,7 +246,7 @@ def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) 
     curves = {k: summary_lib.thin(steps, v, max_points) for k, v in result.train.items()}
     curves.update({k: summary_lib.thin(result.eval_steps, v, max_points)
                    for k, v in result.evals.items()})
-    return {"name": result.name, "config": result.flat, "curves": curves,
+    return {"name": result.name, "config": result.flat, "curves": dict(sorted(curves.items())),
             "final": result.final, "diverged_at_step": result.diverged_at}
 
 
@@ -254,10 +298,17 @@ def prepare_workdir(workdir: pathlib.Path, *, restart: bool) -> None:
         for name in OUTPUT_FILES:
             (workdir / name).unlink(missing_ok=True)
         shutil.rmtree(workdir / "points", ignore_errors=True)
+        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
 
 def _point_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
     return workdir / "points" / (re.sub(r"[^A-Za-z0-9._=,+-]", "_", name) + ".json")
+
+
+def _group_id(group: list[config_lib.Run]) -> str:
+    """A stable folder name for one program's checkpoint."""
+    import hashlib
+    return hashlib.sha256("\n".join(r.name for r in group).encode()).hexdigest()[:16]
 
 
 def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_lib.Run]]:
@@ -284,8 +335,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     old_config = workdir / "config.json"
     new_config = json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
     if old_config.exists() and old_config.read_text() != new_config:
-        raise WorkdirError(f"--workdir {workdir} holds unfinished runs of another config; "
-                           f"pass --restart to discard them or choose another --workdir")
+        old = config_lib.flatten(json.loads(old_config.read_text()))
+        new = config_lib.flatten(json.loads(new_config))
+        fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise WorkdirError(f"--workdir {workdir} holds unfinished runs of a different config "
+                           f"(differs in: {', '.join(fields)}); resume with the same config, "
+                           f"pass --restart to discard them, or choose another --workdir")
     summary_lib.atomic_write(old_config, new_config)
     ds = data_lib.to_device(ds)
 
@@ -307,13 +362,17 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
             t = time.perf_counter()
             desc = group[0].name if len(groups) == 1 and len(group) == 1 else \
                 f"program {gi + 1}/{len(groups)} ({len(group)} runs)"
+            ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints" / _group_id(group))
             for res in train_runs(group, ds, target=cfg.target_accuracy, log=log,
-                                  progress=progress, desc=desc):
+                                  progress=progress, desc=desc, checkpointer=ckpt,
+                                  checkpoint_every=cfg.checkpoint_every, metrics_file=metrics_file):
                 doc = to_summary_run(res, max_points)
                 summary_lib.atomic_write(_point_path(workdir, res.name), summary_lib.dumps(doc))
                 done[res.name] = json.loads(summary_lib.dumps(doc))
                 full[res.name] = res
+            ckpt.delete()
             group_seconds[desc if len(groups) > 1 else group[0].name] = time.perf_counter() - t
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
     if full:
         np.savez_compressed(workdir / "curves.npz", **{

@@ -34,6 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # A sweep: ((key, (value, ...)), ...) over dotted keys; every point of the cartesian product
     # is a run named "key=value,key=value". A config sets either `runs` or `grid`.
     config.grid = ()
+    # Save the full training state every this many steps (a multiple of eval_every; 0 = never),
+    # so `bn-exp run` on the same workdir resumes a killed run to the same numbers.
+    config.checkpoint_every = 10_000
     # Runs that differ only in numbers (learning rate, init scale, seed, momentum) are trained
     # together as one vmapped program, this many at a time.
     config.points_per_program = 16
@@ -79,5 +82,6 @@ def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A seconds-long smoke run of the same experiment: for tests, notebooks and CI."""
     config.steps = 200
     config.eval_every = 50
+    config.checkpoint_every = 100
     config.population_batches = min(config.population_batches, 4)
     return config
