@@ -15,6 +15,7 @@ bn_experiments.summary; no timings, so the same run gives the same file), curves
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import pathlib
 import platform
@@ -354,6 +355,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     groups = [g for g in _groups(runs, int(cfg.get("points_per_program", 16)))
               if any(r.name not in done for r in g)]
     group_seconds, full = {}, {}
+    summary_lib.drop_torn_line(workdir / "metrics.jsonl")
     with open(workdir / "metrics.jsonl", "a") as metrics_file:
         def log(row: dict) -> None:
             metrics_file.write(json.dumps(summary_lib.clean(row)) + "\n")
@@ -375,9 +377,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
     if full:
-        np.savez_compressed(workdir / "curves.npz", **{
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{
             f"{r.name}/{k}": v for r in full.values()
             for k, v in {**r.train, **{f"eval/{m}": np.asarray(x) for m, x in r.evals.items()}}.items()})
+        summary_lib.atomic_write(workdir / "curves.npz", buffer.getvalue())
     runs_doc = [done[r.name] for r in runs]
     doc = {"experiment": cfg.experiment, "runs": runs_doc,
            "claims": claims_lib.compute(cfg.experiment, runs_doc)}

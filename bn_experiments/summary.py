@@ -161,3 +161,31 @@ def load(path: str | os.PathLike) -> dict:
     if bad:
         raise ValueError(f"{path}: " + "; ".join(bad))
     return doc
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a JSON-lines file such as metrics.jsonl; a torn last line (a writer killed
+    mid-line) is dropped, a bad line anywhere else is an error naming the file and line."""
+    lines = pathlib.Path(path).read_text().split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1:  # no newline after it: the writer died while writing it
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON row; the file is corrupt") from None
+    return rows
+
+
+def drop_torn_line(path: str | os.PathLike) -> None:
+    """Cuts a file back to its last complete line, so appending to it stays line-aligned."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)

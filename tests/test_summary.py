@@ -72,3 +72,60 @@ def test_atomic_write_replaces_whole_files(tmp_path):
     summary.atomic_write(path, "old")
     summary.atomic_write(path, b"new")
     assert path.read_text() == "new"
+
+
+def test_a_killed_writer_leaves_a_readable_jsonl(tmp_path):
+    """A writer appending rows is SIGKILLed mid-stream: every complete row reads back, a torn
+    last line is dropped, and appending after `drop_torn_line` stays line-aligned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "metrics.jsonl"
+    writer = ("import json, sys\n"
+              "f = open(sys.argv[1], 'a')\n"
+              "i = 0\n"
+              "while True:\n"
+              "    f.write(json.dumps({'step': i, 'pad': 'x' * 5000}) + '\\n'); f.flush(); i += 1\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
+    while not path.exists() or path.stat().st_size < 200_000:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(path, "a") as f:
+        f.write('{"step": -1, "pad": "torn')  # make sure the last line is torn, whatever the timing
+    rows = summary.read_jsonl(path)
+    assert [r["step"] for r in rows] == list(range(len(rows))) and len(rows) > 10
+    summary.drop_torn_line(path)
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": "next"}) + "\n")
+    assert summary.read_jsonl(path)[-1] == {"step": "next"}
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        summary.read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_a_killed_atomic_writer_never_leaves_half_a_file(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "summary.json"
+    writer = ("import sys\nfrom bn_experiments import summary\ni = 0\n"
+              "while True:\n"
+              "    summary.atomic_write(sys.argv[1], (str(i % 10) * 2_000_000) + 'END'); i += 1\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
+    for _ in range(5):
+        while not path.exists():
+            time.sleep(0.01)
+        time.sleep(0.3)
+        text = path.read_text()
+        assert len(text) == 2_000_003 and text.endswith("END") and len(set(text[:-3])) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    text = path.read_text()
+    assert len(text) == 2_000_003 and text.endswith("END")
