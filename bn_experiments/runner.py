@@ -264,7 +264,7 @@ def _git_commit() -> str | None:
     return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
 
 
-def provenance(wall_seconds: float, group_seconds: dict[str, float]) -> dict:
+def provenance(wall_seconds: float, group_seconds: dict[str, float], commit: str | None) -> dict:
     from importlib import metadata
     versions = {}
     for pkg in ("bn-experiments", "jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
@@ -275,7 +275,7 @@ def provenance(wall_seconds: float, group_seconds: dict[str, float]) -> dict:
             versions[pkg] = None
     dev = jax.devices()[0]
     argv0 = pathlib.Path(sys.argv[0]).name
-    return {"git_commit": _git_commit(),
+    return {"git_commit": commit,
             "command": " ".join(["bn-exp" if argv0 == "bn-exp" else sys.argv[0], *sys.argv[1:]]),
             "python": platform.python_version(), "versions": versions,
             "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
@@ -326,7 +326,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     """Validates `cfg`, trains its runs (resuming finished ones), writes the workdir."""
     from bn_experiments import sweep
 
-    t0 = time.perf_counter()
+    t0, commit = time.perf_counter(), _git_commit()  # the code as it was when the run started
     workdir = pathlib.Path(workdir)
     ds = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
     runs = sweep.expand(cfg, input_size=int(np.prod(ds.input_shape)), num_train=ds.num_train)
@@ -390,5 +390,5 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         from bn_experiments import plots
         plots.plot(workdir)
     summary_lib.atomic_write(workdir / "provenance.json", json.dumps(
-        provenance(time.perf_counter() - t0, group_seconds), indent=1) + "\n")
+        provenance(time.perf_counter() - t0, group_seconds, commit), indent=1) + "\n")
     return doc
