@@ -1,9 +1,11 @@
 """Figures drawn from synthetic summary.json files (no training, no JAX): fast."""
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -196,3 +198,187 @@ def test_no_pyplot_figures_leak(tmp_path):
     make_fig1_summary(tmp_path, steps=300, eval_every=100)
     plots.plot(tmp_path)
     assert plt.get_fignums() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: synthetic summaries shaped like `bn-exp sweep` output (one run per grid point)
+
+
+def _point_name(point: dict) -> str:
+    return ",".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in point.items())
+
+
+def _sweep_run(point: dict, *, steps: int, eval_every: int, diverge, nulls: bool,
+               record_grid, base: dict) -> dict:
+    """One grid point: accuracy that rises to a ceiling set by the point's settings, per-layer
+    drift and saturation, and the `final` block the runner writes."""
+    cfg = dict(base, **{k: list(v) if isinstance(v, tuple) else v for k, v in point.items()})
+    if record_grid is not None:
+        cfg["grid"] = record_grid
+    seed = cfg.get("seed", 0)
+    rng = np.random.default_rng(zlib.crc32(_point_name(point).encode()))
+    bn = cfg["model.norm"] == "batchnorm"
+    lr, std, act = cfg["learning_rate"], cfg["model.init_std"], cfg["model.activation"]
+    depth = len(cfg["model.widths"])
+    ceiling = (0.975 if bn else 0.955) - 0.004 * seed
+    if not bn and (std <= 0.003 or (act == "sigmoid" and depth > 5)):
+        ceiling = 0.113
+    rate = steps / 6 * (0.1 / lr) ** 0.5 * (0.5 if bn else 1.5)
+    div = diverge(cfg)
+    end = div if div is not None else steps
+    e = np.arange(0, end + 1, eval_every)
+    acc = ceiling - (ceiling - 0.1) * np.exp(-e / rate) + rng.normal(0, 0.004, len(e))
+    s = np.arange(0, end)
+    curves = {"train_loss": summary.thin(s, 2.3 * np.exp(-s / rate) + 0.1, 500),
+              "test_accuracy": summary.thin(e, acc, 500),
+              "test_loss": summary.thin(e, 2.3 * np.exp(-e / rate) + 0.1, 500)}
+    final_extra = {}
+    for layer in range(1, depth + 1):
+        w1 = (0.02 if bn else 0.3 / layer) * np.exp(-e / steps) * (1 + 0.1 * rng.random(len(e)))
+        w1[0] = np.nan  # no previous evaluation at step 0
+        sat_level = 0.0 if bn or act == "relu" else min(0.9, 0.05 * layer * (1 + std))
+        sat = sat_level * (1 - np.exp(-e / rate))
+        curves[f"ics_w1_layer{layer}"] = summary.thin(e, w1, 500)
+        curves[f"saturation_layer{layer}"] = summary.thin(e, sat, 500)
+        final_extra[f"mean_ics_w1_layer{layer}"] = float(np.nanmean(w1[1:])) if len(e) > 1 else None
+        final_extra[f"mean_saturation_layer{layer}"] = float(np.mean(sat[1:])) if len(e) > 1 else None
+    if nulls:
+        curves["test_accuracy"]["value"][len(e) // 2] = None
+    if div is not None:
+        for c in curves.values():
+            c["value"][-1] = None
+    hit = [int(t) for t, a in zip(e, acc) if a >= cfg["target_accuracy"]]
+    final = {"test_accuracy": None if div is not None else float(acc[-1]),
+             "max_test_accuracy": float(np.max(acc)),
+             "steps_to_target": hit[0] if hit else None,
+             "auc_test_accuracy": float(np.mean(acc)), "train_loss": 0.3,
+             "diverged": float(div is not None), "did_not_train": float(acc.max() < 0.15),
+             **final_extra}
+    return {"name": _point_name(point), "config": cfg, "curves": curves, "final": final,
+            "diverged_at_step": div}
+
+
+def make_sweep_summary(workdir: pathlib.Path, experiment: str, grid: list, *, steps: int = 1000,
+                       eval_every: int = 100, diverge=lambda cfg: None, nulls: bool = True,
+                       record_grid: bool = True, **base_over) -> dict:
+    """Writes WORKDIR/summary.json for a sweep over `grid` ((key, values) pairs, grid order)."""
+    base = _config(**{"steps": steps, "eval_every": eval_every, "target_accuracy": 0.9,
+                      "learning_rate": 0.1, "model.norm": "none", "seed": 0,
+                      "model.tracked_units": [0], **base_over})
+    keys = [k for k, _ in grid]
+    recorded = [[k, [list(v) if isinstance(v, tuple) else v for v in vals]] for k, vals in grid] \
+        if record_grid else None
+    runs = [_sweep_run(dict(zip(keys, values)), steps=steps, eval_every=eval_every,
+                       diverge=diverge, nulls=nulls, record_grid=recorded, base=base)
+            for values in itertools.product(*[v for _, v in grid])]
+    doc = {"experiment": experiment, "runs": runs, "claims": []}
+    summary.write(workdir / "summary.json", doc)
+    return doc
+
+
+NORMS = ("model.norm", ("none", "batchnorm"))
+SEEDS = ("seed", (0, 1, 2))
+
+
+def _diverge_high_lr(cfg):
+    """No BN diverges at lr >= 10 (seed 1 also at 3), BN only at lr 100 for seed 2."""
+    lr, bn, seed = cfg["learning_rate"], cfg["model.norm"] == "batchnorm", cfg["seed"]
+    if (not bn and (lr >= 10 or (lr >= 3 and seed == 1))) or (bn and lr >= 100 and seed == 2):
+        return int(cfg["eval_every"] * (1 + seed) + 7)
+    return None
+
+
+def test_lr_sweep_figures(tmp_path):
+    grid = [("model.activation", ("sigmoid", "relu")), NORMS,
+            ("learning_rate", (0.01, 0.1, 1.0, 3.0, 10.0, 100.0)), SEEDS]
+    make_sweep_summary(tmp_path, "lr_sweep", grid, diverge=_diverge_high_lr)
+    paths = plots.plot(tmp_path)
+    _check_pngs(paths, tmp_path, ["lr_sweep_accuracy.png", "lr_sweep_steps_to_target.png"])
+    assert not (tmp_path / "test_accuracy.png").exists()
+
+
+def test_lr_sweep_single_seed_all_diverged_and_names_only(tmp_path):
+    # One seed, no grid recorded in the config (swept keys read from the run names), a learning
+    # rate where every run diverged, and nothing ever reaching the target.
+    grid = [NORMS, ("learning_rate", (0.1, 100.0)), ("seed", (0,))]
+    make_sweep_summary(tmp_path, "lr_sweep", grid, record_grid=False, target_accuracy=0.999,
+                       diverge=lambda c: 150 if c["learning_rate"] > 1 else None)
+    _check_pngs(plots.plot(tmp_path), tmp_path,
+                ["lr_sweep_accuracy.png", "lr_sweep_steps_to_target.png"])
+    assert plots._swept_keys(json.loads((tmp_path / "summary.json").read_text())["runs"]) == \
+        ["model.norm", "learning_rate", "seed"]
+
+
+def test_init_sweep_figures(tmp_path):
+    grid = [NORMS, ("model.init_std", (0.001, 0.01, 0.1, 1.0, 10.0)), SEEDS]
+    make_sweep_summary(tmp_path, "init_sweep", grid,
+                       diverge=lambda c: 230 if c["model.init_std"] >= 10 and c["seed"] == 0 else None)
+    _check_pngs(plots.plot(tmp_path), tmp_path,
+                ["init_sweep_accuracy.png", "init_sweep_steps_to_target.png"])
+
+
+def test_activation_sweep_figures(tmp_path):
+    grid = [("model.activation", ("sigmoid", "relu")),
+            ("model.widths", ((100,) * 3, (100,) * 10)), NORMS, SEEDS]
+    make_sweep_summary(tmp_path, "activation_sweep", grid, steps=600, eval_every=100,
+                       diverge=lambda c: 333 if c["model.activation"] == "relu" and c["seed"] == 2
+                       and c["model.norm"] == "none" else None)
+    _check_pngs(plots.plot(tmp_path), tmp_path,
+                ["activation_sweep_curves.png", "activation_sweep_saturation.png",
+                 "activation_sweep_drift.png"])
+
+
+def test_activation_sweep_missing_per_layer_curves(tmp_path):
+    # Single seed, relu only (nothing saturating), and no per-layer measures at all: the
+    # accuracy curves are still drawn, the per-layer figures are skipped.
+    grid = [("model.activation", ("relu",)), ("model.widths", ((50, 50),)), NORMS, ("seed", (0,))]
+    doc = make_sweep_summary(tmp_path, "activation_sweep", grid, steps=400)
+    for run in doc["runs"]:
+        run["curves"] = {k: v for k, v in run["curves"].items() if "layer" not in k}
+        run["final"] = {k: v for k, v in run["final"].items() if "layer" not in k}
+    summary.write(tmp_path / "summary.json", doc)
+    _check_pngs(plots.plot(tmp_path), tmp_path, ["activation_sweep_curves.png"])
+
+
+def test_lr_init_grid_heatmap(tmp_path):
+    grid = [NORMS, ("learning_rate", (0.01, 0.1, 1.0, 10.0)), ("model.init_std", (0.001, 0.1, 1.0))]
+    make_sweep_summary(tmp_path, "lr_init_grid", grid, steps=2000, eval_every=250,
+                       diverge=lambda c: 600 if c["learning_rate"] >= 10 and
+                       c["model.norm"] == "none" else None)
+    paths = plots.plot(tmp_path)
+    _check_pngs(paths, tmp_path, ["lr_init_grid_heatmap.png"])
+    w, h = png_size(paths[0])
+    assert w > h, "two heatmaps side by side"
+
+
+def test_lr_init_grid_with_seeds_and_nothing_reached(tmp_path):
+    grid = [NORMS, ("learning_rate", (0.1, 1.0)), ("model.init_std", (0.1,)), ("seed", (0, 1))]
+    make_sweep_summary(tmp_path, "lr_init_grid", grid, target_accuracy=0.999)
+    _check_pngs(plots.plot(tmp_path), tmp_path, ["lr_init_grid_heatmap.png"])
+
+
+def test_fig1_seeds_figures(tmp_path):
+    make_sweep_summary(tmp_path, "fig1_seeds", [NORMS, SEEDS], steps=2000, eval_every=100,
+                       target_accuracy=0.95,
+                       diverge=lambda c: 1234 if c["model.norm"] == "none" and c["seed"] == 1 else None)
+    _check_pngs(plots.plot(tmp_path), tmp_path, ["fig1_seeds_accuracy.png", "fig1_seeds_drift.png"])
+
+
+def test_fig1_seeds_single_seed_without_drift(tmp_path):
+    doc = make_sweep_summary(tmp_path, "fig1_seeds", [NORMS, ("seed", (0,))], steps=500)
+    for run in doc["runs"]:
+        for k in [k for k in run["curves"] if k.startswith("ics_")]:
+            run["curves"].pop(k)
+    summary.write(tmp_path / "summary.json", doc)
+    _check_pngs(plots.plot(tmp_path), tmp_path, ["fig1_seeds_accuracy.png"])
+
+
+def test_sweep_plots_deterministic(tmp_path):
+    grid = [NORMS, ("learning_rate", (0.1, 10.0)), ("seed", (0, 1))]
+    make_sweep_summary(tmp_path, "lr_sweep", grid, steps=400, diverge=_diverge_high_lr)
+    for experiment in ("lr_sweep", "fig1_seeds"):
+        doc = json.loads((tmp_path / "summary.json").read_text())
+        doc["experiment"] = experiment
+        summary.write(tmp_path / "summary.json", doc)
+        first = [p.read_bytes() for p in plots.plot(tmp_path)]
+        assert len(first) == 2 and first == [p.read_bytes() for p in plots.plot(tmp_path)]
