@@ -37,6 +37,7 @@ class Static:
     schedule: str
     population_batches: int
     saturation_threshold: float = 4.0
+    use_momentum: bool = False  # SGD with a momentum trace (its value is a dynamic number)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +237,8 @@ def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784, num_train: in
             batch_size=run_cfg.batch_size, eval_every=run_cfg.eval_every,
             tracked_units=tuple(run_cfg.model.tracked_units), schedule=run_cfg.optimizer.schedule,
             population_batches=run_cfg.population_batches,
-            saturation_threshold=float(run_cfg.saturation_threshold))
+            saturation_threshold=float(run_cfg.saturation_threshold),
+            use_momentum=float(run_cfg.optimizer.momentum) > 0)
         numbers = Numbers(learning_rate=float(run_cfg.learning_rate),
                           momentum=float(run_cfg.optimizer.momentum),
                           init_std=float(run_cfg.model.init_std), seed=int(run_cfg.seed))

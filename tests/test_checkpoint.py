@@ -70,7 +70,9 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path):
 def test_resuming_with_a_different_config_names_the_fields(tmp_path, capsys):
     workdir = tmp_path / "w"
     workdir.mkdir()
-    (workdir / "config.json").write_text(json.dumps({"steps": 5, "learning_rate": 0.1}))
+    saved = cli._load_config(ARGS)[0].to_dict()
+    saved["steps"], saved["learning_rate"] = 5, 0.7  # an unfinished run of another config
+    (workdir / "config.json").write_text(json.dumps(saved))
     assert cli.main(["run", "--workdir", str(workdir), *ARGS]) == 2
     err = capsys.readouterr().err
-    assert "differs in:" in err and "steps" in err and "learning_rate" in err
+    assert "differs in: learning_rate, steps)" in err

@@ -114,3 +114,14 @@ def test_population_evaluation_runs_and_is_close_to_running_average(data):
     pop = jax.jit(program.evaluate_population)(carry)["test_accuracy"]
     assert 0.0 <= float(pop) <= 1.0
     assert abs(float(pop) - float(ema)) < 0.2
+
+
+def test_sgd_momentum_is_a_number_inside_the_program(data):
+    plain = _run()
+    heavy = _run(**{"optimizer.momentum": 0.9})
+    light = _run(**{"optimizer.momentum": 0.5})
+    assert not plain.static.use_momentum and heavy.static == light.static
+    _, m_plain = _train(data, plain, 1)
+    _, m_heavy = _train(data, heavy, 1)
+    assert np.all(np.isfinite(m_heavy[0]["train_loss"]))
+    assert not np.allclose(m_plain[0]["train_loss"][5:], m_heavy[0]["train_loss"][5:])
