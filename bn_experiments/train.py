@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bn_experiments import data as data_lib
@@ -92,10 +93,31 @@ def probe_drift(prev: dict, now: dict) -> dict:
                               for a, b in zip(prev["quantiles"], now["quantiles"])]}
 
 
+# float32(k) / float32(255) as numpy (and data.py) computes it; XLA would multiply by 1/255 instead.
+_PIXELS = np.arange(256, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+
+
+def _as_uint8(x: jax.Array) -> jax.Array | None:
+    """`x` as uint8 when every value is exactly a raw pixel k/255, else None.
+
+    Gathering a training batch as uint8 and looking the floats up in a 256-entry table gives
+    bit-for-bit the same float32 batch at a quarter of the memory traffic (the gather is ~8% of a
+    CPU step).
+    """
+    u = jnp.clip(jnp.round(x * 255.0), 0, 255).astype(jnp.uint8)
+    return u if bool(jnp.all(jnp.asarray(_PIXELS)[u] == x)) else None
+
+
 def make_program(static: Static, data: data_lib.Dataset) -> Program:
     """Builds the run's pure functions over `data` (arrays already on the device)."""
     cfg, tx, schedule = static.model, _optimizer(static.use_momentum), _schedule(static)
     num_train = data.x_train.shape[0]
+    x_u8 = _as_uint8(data.x_train)
+
+    def train_images(idx):
+        if x_u8 is None:
+            return data.x_train[idx]
+        return jnp.asarray(_PIXELS)[x_u8[idx]]
 
     def init(numbers: dict) -> dict:
         k_init, k_data, k_noise = jax.random.split(jax.random.key(numbers["seed"]), 3)
@@ -110,7 +132,7 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
                 "data_key": k_data, "noise_key": k_noise}
 
     def train_step(numbers, carry, idx):
-        x, y = data.x_train[idx], data.y_train[idx]
+        x, y = train_images(idx), data.y_train[idx]
         step = carry["step"]
         noise_rng = jax.random.fold_in(carry["noise_key"], step) if cfg.bn_noise else None
 

@@ -125,3 +125,12 @@ def test_sgd_momentum_is_a_number_inside_the_program(data):
     _, m_heavy = _train(data, heavy, 1)
     assert np.all(np.isfinite(m_heavy[0]["train_loss"]))
     assert not np.allclose(m_plain[0]["train_loss"][5:], m_heavy[0]["train_loss"][5:])
+
+
+def test_uint8_gather_reproduces_the_float_pixels_exactly():
+    ds = data_lib.load("mnist_embedded")
+    x = jax.numpy.asarray(ds.x_train[:500])
+    u = train._as_uint8(x)
+    assert u is not None and u.dtype == jax.numpy.uint8
+    np.testing.assert_array_equal(jax.numpy.asarray(train._PIXELS)[u], x)
+    assert train._as_uint8(x * 0.5 + 0.001) is None  # standardized or synthetic data: floats kept
