@@ -280,12 +280,16 @@ def activation_sweep(runs: list[dict]) -> list[dict]:
         "verdict": verdict(count["batchnorm"] == len(settings_list), count["batchnorm"] > count["none"]),
         "figure": "activation_sweep_curves.png"})
 
+    def per_norm(act: str, d: int, prefix: str) -> dict[str, list[float]] | None:
+        """Each seed's mean over layers of a per-layer final measure, per norm (None if absent)."""
+        vals = {n: [v for v in (_mean_over_layers(r, prefix) for r in pick(act, d, n))
+                    if v is not None] for n in ("none", "batchnorm")}
+        return vals if vals["none"] and vals["batchnorm"] else None
+
     lower, parts = [], []
     for d in depths:
-        s = {n: [_mean_over_layers(r, "mean_saturation_layer") for r in pick("sigmoid", d, n)]
-             for n in ("none", "batchnorm")}
-        s = {n: [v for v in vals if v is not None] for n, vals in s.items()}
-        if s["none"] and s["batchnorm"]:
+        s = per_norm("sigmoid", d, "mean_saturation_layer")
+        if s:
             lower.append(np.mean(s["batchnorm"]) < np.mean(s["none"]))
             parts.append(f"{d} layers: BN {_mean_std(s['batchnorm'])} vs no BN {_mean_std(s['none'])}")
     claims.append({
@@ -301,10 +305,8 @@ def activation_sweep(runs: list[dict]) -> list[dict]:
     less, parts = [], []
     for a in sorted({r["config"]["model.activation"] for r in runs}):
         for d in depths:
-            w = {n: [_mean_over_layers(r, "mean_ics_w1_layer") for r in pick(a, d, n)]
-                 for n in ("none", "batchnorm")}
-            w = {n: [v for v in vals if v is not None] for n, vals in w.items()}
-            if w["none"] and w["batchnorm"]:
+            w = per_norm(a, d, "mean_ics_w1_layer")
+            if w:
                 less.append(np.mean(w["batchnorm"]) < np.mean(w["none"]))
                 parts.append(f"{a}/{d}: BN {np.mean(w['batchnorm']):.3g} vs {np.mean(w['none']):.3g}")
     claims.append({

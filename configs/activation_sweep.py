@@ -15,13 +15,7 @@ SHALLOW, DEEP = (100,) * 3, (100,) * 10
 
 
 def get_config(arg: str | None = None):
-    config = default.get_config()
-    config.experiment = "activation_sweep"
-    config.steps = 10_000
-    config.eval_every = 500
-    config.learning_rate = 0.1
-    config.target_accuracy = 0.90
-    config.model.tracked_units = (0,)
+    config = default.sweep("activation_sweep", learning_rate=0.1)
     config.grid = (("model.activation", ("sigmoid", "tanh", "relu")), ("model.widths", (SHALLOW, DEEP)),
                    ("model.norm", ("none", "batchnorm")), ("seed", (0, 1, 2)))
     if arg == "quick":

@@ -14,13 +14,7 @@ INIT_STDS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def get_config(arg: str | None = None):
-    config = default.get_config()
-    config.experiment = "init_sweep"
-    config.steps = 10_000
-    config.eval_every = 500
-    config.learning_rate = 0.1
-    config.target_accuracy = 0.90
-    config.model.tracked_units = (0,)
+    config = default.sweep("init_sweep", learning_rate=0.1)
     config.grid = (("model.norm", ("none", "batchnorm")), ("model.init_std", INIT_STDS),
                    ("seed", (0, 1, 2)))
     config.points_per_program = 27

@@ -12,12 +12,7 @@ INIT_STDS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def get_config(arg: str | None = None):
-    config = default.get_config()
-    config.experiment = "lr_init_grid"
-    config.steps = 5_000
-    config.eval_every = 250
-    config.target_accuracy = 0.90
-    config.model.tracked_units = (0,)
+    config = default.sweep("lr_init_grid", steps=5_000, eval_every=250)
     config.grid = (("model.norm", ("none", "batchnorm")), ("learning_rate", LEARNING_RATES),
                    ("model.init_std", INIT_STDS))
     config.points_per_program = 25

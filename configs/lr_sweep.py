@@ -15,12 +15,7 @@ LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def get_config(arg: str | None = None):
-    config = default.get_config()
-    config.experiment = "lr_sweep"
-    config.steps = 10_000
-    config.eval_every = 500
-    config.target_accuracy = 0.90
-    config.model.tracked_units = (0,)
+    config = default.sweep("lr_sweep")
     config.grid = (("model.activation", ("sigmoid", "relu")), ("model.norm", ("none", "batchnorm")),
                    ("learning_rate", LEARNING_RATES), ("seed", (0, 1, 2)))
     config.points_per_program = 27
