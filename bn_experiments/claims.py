@@ -127,13 +127,9 @@ def _swept_keys(runs: list[dict]) -> list[str]:
     """Config keys whose values differ across runs, seed excluded, in first-seen order."""
     keys = []
     for key in runs[0]["config"]:
-        if key != "seed" and len({json_key(r["config"].get(key)) for r in runs}) > 1:
+        if key != "seed" and len({repr(r["config"].get(key)) for r in runs}) > 1:
             keys.append(key)
     return keys
-
-
-def json_key(value) -> str:
-    return repr(value)
 
 
 def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
@@ -141,7 +137,7 @@ def settings(runs: list[dict]) -> dict[tuple, list[dict]]:
     keys = _swept_keys(runs)
     out: dict[tuple, list[dict]] = {}
     for r in runs:
-        out.setdefault(tuple(json_key(r["config"].get(k)) for k in keys), []).append(r)
+        out.setdefault(tuple(repr(r["config"].get(k)) for k in keys), []).append(r)
     return out
 
 

@@ -1,6 +1,5 @@
 """`bn-exp` in-process: the quick Figure 1 run end to end, plot, and one-line config errors."""
 import json
-import pathlib
 
 import pytest
 

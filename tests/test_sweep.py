@@ -1,5 +1,4 @@
 """Sweeps: grid expansion, one vmapped program per structure, isolation of diverging points, resume."""
-import json
 
 import numpy as np
 import pytest
