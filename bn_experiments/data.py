@@ -148,6 +148,30 @@ def to_device(ds: Dataset) -> Dataset:
     )
 
 
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    """`jax.random.permutation(key, n)`, bit for bit, about 3x faster on a CPU.
+
+    JAX shuffles by stable key-value sorts of random 32-bit keys (two rounds for n = 8,000); XLA's
+    CPU sort of (key, value) pairs is ~5x slower than of one array, and these sorts were ~5% of a
+    training step. Each round here sorts the keys alone, finds each element's first position in
+    that order (`searchsorted`), and sorts (position << bits | index) as one uint32 array: the
+    same stable order. For n > 2**16 the pair no longer fits in 32 bits and JAX's own is used.
+    """
+    bits = max(1, (n - 1).bit_length())
+    if 2 * bits > 32:
+        return jax.random.permutation(key, n)
+    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))  # as JAX
+    x, index = jnp.arange(n, dtype=jnp.int32), jnp.arange(n, dtype=jnp.uint32)
+    for _ in range(rounds):
+        key, subkey = jax.random.split(key)
+        sort_keys = jax.random.bits(subkey, (n,), jnp.uint32)
+        first = jnp.searchsorted(jnp.sort(sort_keys), sort_keys, side="left",
+                                 method="scan_unrolled").astype(jnp.uint32)
+        order = jnp.sort((first << bits) | index) & jnp.uint32((1 << bits) - 1)
+        x = x[order.astype(jnp.int32)]
+    return x
+
+
 def batch_indices(key: jax.Array, start_step: Any, num_steps: int, batch_size: int,
                   num_examples: int) -> jax.Array:
     """Example indices for steps ``start_step .. start_step+num_steps-1``: int32 (num_steps, batch_size).
@@ -175,7 +199,7 @@ def batch_indices(key: jax.Array, start_step: Any, num_steps: int, batch_size: i
     first_epoch = start // num_examples
     offset = start - first_epoch * num_examples
     epochs = first_epoch + jnp.arange(n_epochs, dtype=jnp.int32)
-    perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_examples))(epochs)
+    perms = jax.vmap(lambda e: permutation(jax.random.fold_in(key, e), num_examples))(epochs)
     stream = perms.reshape(-1).astype(jnp.int32)
     window = jax.lax.dynamic_slice(stream, (offset,), (total,))
     return window.reshape(num_steps, batch_size)

@@ -78,12 +78,12 @@ def _compiled(program: train.Program, batched: bool):
     """jit-ed (init, chunk, evaluate, drift, population) with a leading run axis either way."""
     if batched:
         v = jax.vmap
-        return (jax.jit(v(program.init)), jax.jit(v(program.chunk), donate_argnums=0),
+        return (jax.jit(v(program.init)), train.chunk_runner(program, batched=True),
                 jax.jit(v(program.evaluate)), jax.jit(v(train.probe_drift)),
                 jax.jit(v(program.evaluate_population)))
     add = lambda f: lambda *a: jax.tree.map(lambda x: x[None], f(*a))  # noqa: E731
     drop = lambda t: jax.tree.map(lambda x: x[0], t)  # noqa: E731
-    init, chunk = jax.jit(program.init), jax.jit(program.chunk, donate_argnums=0)
+    init, chunk = jax.jit(program.init), train.chunk_runner(program)
     evaluate, drift = jax.jit(program.evaluate), jax.jit(train.probe_drift)
     population = jax.jit(program.evaluate_population)
     return (lambda n: add(init)(drop(n)),

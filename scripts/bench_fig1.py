@@ -4,9 +4,10 @@ What is measured: SGD steps per second of the fig1 config's two runs (`no_bn` an
 784-100-100-100-10 sigmoid MLP on the embedded MNIST, batch 60, plain SGD lr 0.1, with the 15/50/85th
 percentiles of 4 tracked units of the last hidden layer's pre-activation computed every step), for
 
-1. "trainer": our compiled trainer (`bn_experiments.train`), one `lax.scan` of `eval_every` steps per
-   jitted chunk, chunks called back to back, one `block_until_ready` at the end (compile excluded by
-   a warm-up chunk);
+1. "trainer": our compiled trainer (`bn_experiments.train`) as the runner drives it
+   (`train.chunk_runner`): one `lax.scan` of `eval_every` steps per jitted chunk, the divergence
+   check once per chunk (one small fetch to the host), chunks called back to back (compile excluded
+   by a warm-up chunk);
 2. "flax.linen loop": the standard Flax way, an equivalent `flax.linen` MLP, `optax.sgd(0.1)`, data on
    the device and a jitted `train_step(state, step_index)` called from Python once per step, which
    picks its batch from a precomputed device array of batch indices, updates params and
@@ -19,7 +20,9 @@ percentiles of 4 tracked units of the last hidden layer's pre-activation compute
    the report judges the torch bars both against the default (as specified) and against the
    faster of the two;
 4. the FLOP/s of a large float32 matmul in JAX, and the fraction of it the trainer reaches (analytic
-   matmul FLOPs of a training step x steps/s).
+   matmul FLOPs of a training step x steps/s); and, for reference, the same matmul in a process
+   pinned to one core: XLA runs the step's batch-60 matmuls on one thread, so one core's figure
+   is the step's ceiling.
 
 Why: the trainer's design claim is that running a whole chunk of steps as one compiled program
 (with the metrics computed inside it) is faster than the usual per-step Python loop, in JAX or in
@@ -44,6 +47,8 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from importlib import metadata
 
@@ -102,7 +107,7 @@ class TrainerBench:
         self.static = run.static
         program = train.make_program(run.static, ds)
         self.numbers = train.numbers_to_arrays(run.numbers)
-        self.chunk = jax.jit(program.chunk, donate_argnums=0)
+        self.chunk = train.chunk_runner(program)  # as the runner trains: optimistic chunks
         self.carry = jax.jit(program.init)(self.numbers)
         self.carry, metrics = self.chunk(self.carry, self.numbers)  # compile + warm up
         jax.block_until_ready((self.carry, metrics))
@@ -297,6 +302,37 @@ class MatmulBench:
         return 2 * self.n ** 3 / statistics.median(times)
 
 
+_ONE_CORE = """
+import os, statistics, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before jax starts its thread pools
+import jax, jax.numpy as jnp
+n, reps = int(sys.argv[1]), int(sys.argv[2])
+a, b = (jax.random.normal(k, (n, n), jnp.float32) for k in jax.random.split(jax.random.key(0)))
+f = jax.jit(jnp.matmul)
+f(a, b).block_until_ready()
+ts = []
+for _ in range(reps):
+    t0 = time.perf_counter(); f(a, b).block_until_ready(); ts.append(time.perf_counter() - t0)
+print(2 * n ** 3 / statistics.median(ts))
+"""
+
+
+def one_core_matmul(n: int, reps: int = 5) -> float | None:
+    """FLOP/s of the same matmul in a fresh process pinned to one core (None where unsupported).
+
+    A reference for what one thread can do: XLA runs the training step's small matmuls on one
+    thread, so the step's ceiling is this, not the all-core figure.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    res = subprocess.run([sys.executable, "-c", _ONE_CORE, str(n), str(reps)],
+                         capture_output=True, text=True, check=False)
+    try:
+        return float(res.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -371,13 +407,18 @@ def main() -> None:
     kinds = list(next(iter(contenders.values())))
     rates = {(m, k): [] for m in names for k in kinds}
     mm_rates: list[float] = []
-    order = [(m, k) for m in names for k in kinds] + [("matmul", "matmul")]
+    mm1_rates: list[float] = []
+    order = [(m, k) for m in names for k in kinds] + [("matmul", "matmul"), ("matmul1", "")]
     t_start = time.perf_counter()
     for r in range(args.repeats):
         rot = order[r % len(order):] + order[:r % len(order)]
         for m, k in rot:
             if m == "matmul":
                 mm_rates.append(matmul.measure())
+            elif m == "matmul1":
+                rate = one_core_matmul(args.matmul_n)
+                if rate is not None:
+                    mm1_rates.append(rate)
             else:
                 rates[(m, k)].append(contenders[m][k].measure(steps, args.max_seconds))
         print(f"round {r + 1}/{args.repeats} (steps/s): " + ", ".join(
@@ -409,6 +450,11 @@ def main() -> None:
     out(f"matmul reference: {args.matmul_n}x{args.matmul_n} @ {args.matmul_n}x{args.matmul_n} "
         f"float32, jitted: {mm / 1e9:.1f} GFLOP/s (median; "
         f"[{min(mm_rates) / 1e9:.1f}..{max(mm_rates) / 1e9:.1f}])")
+    mm1 = statistics.median(mm1_rates) if mm1_rates else None
+    if mm1 is not None:
+        out(f"matmul reference on one core (a process pinned to one CPU): {mm1 / 1e9:.1f} GFLOP/s "
+            f"(median; [{min(mm1_rates) / 1e9:.1f}..{max(mm1_rates) / 1e9:.1f}]) = "
+            f"{100 * mm1 / mm:.0f}% of the all-core reference")
     out(f"matmul FLOPs per training step (forward + weight grads + input grads but layer 1's): "
         f"{flops / 1e6:.3f} MFLOP")
     out("")
@@ -432,7 +478,8 @@ def main() -> None:
             out("  trainer / pytorch eager              = n/a (torch not installed)")
         ratios[(m, "matmul")] = med["trainer"] * flops / mm
         out(f"  trainer matmul FLOP/s                = {med['trainer'] * flops / 1e9:.2f} GFLOP/s "
-            f"= {100 * ratios[(m, 'matmul')]:.1f}% of the matmul reference")
+            f"= {100 * ratios[(m, 'matmul')]:.1f}% of the matmul reference"
+            + (f" ({100 * med['trainer'] * flops / mm1:.1f}% of one core's)" if mm1 else ""))
         out("")
     out("bars (this 2-core CPU; torch bars judged against torch's default threads as specified, "
         "and in brackets against the faster of default / 1 thread):")

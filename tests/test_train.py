@@ -134,3 +134,118 @@ def test_uint8_gather_reproduces_the_float_pixels_exactly():
     assert u is not None and u.dtype == jax.numpy.uint8
     np.testing.assert_array_equal(jax.numpy.asarray(train._PIXELS)[u], x)
     assert train._as_uint8(x * 0.5 + 0.001) is None  # standardized or synthetic data: floats kept
+
+
+def test_rank_percentiles_are_bit_for_bit_jnp_percentile():
+    """Small batches take order statistics from ranks; the bits must be jnp.percentile's (jitted)."""
+    units = (0, 2, 3)
+    ours = jax.jit(lambda z: train.tracked_percentiles(z, units))
+    ref = jax.jit(lambda z: jax.numpy.percentile(z[:, jax.numpy.asarray(units)],
+                                                 jax.numpy.asarray(train.PERCENTILES), axis=0))
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        n = (1, 2, 7, 60, 61, train._RANK_MAX)[t % 6]  # few shapes: each one compiles
+        z = (rng.normal(size=(n, 4)) * 10.0 ** rng.uniform(-3, 3)).astype(np.float32)
+        if t % 3 == 0:
+            z = np.round(z)  # ties
+        if t % 5 == 0:
+            z[rng.integers(n), rng.integers(4)] = rng.choice([np.nan, np.inf, -np.inf])
+        if t % 7 == 0:
+            z[rng.integers(n, size=3), 2] = -0.0
+        np.testing.assert_array_equal(np.asarray(ours(z)).view(np.int32),
+                                      np.asarray(ref(z)).view(np.int32), err_msg=f"case {t}, n={n}")
+
+
+def _bits(tree):
+    def leaf(x):
+        if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        x = np.asarray(x)
+        return x.view(np.int32) if x.dtype == np.float32 else x
+    return jax.tree.map(leaf, tree)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data_lib.to_device(data_lib.load("mnist_embedded"))
+
+
+@pytest.mark.parametrize("norm,momentum", [("none", 0.0), ("batchnorm", 0.0), ("batchnorm", 0.9)])
+def test_fast_chunk_gives_the_bits_of_the_checked_chunk(mnist, norm, momentum):
+    """The optimistic chunk skips the per-step divergence check; on a finite run it must change no bit."""
+    run = _run(norm, steps=400, eval_every=200, checkpoint_every=0,
+               **{"data.source": "mnist_embedded", "model.widths": (100, 100),
+                  "optimizer.momentum": momentum})
+    program = train.make_program(run.static, mnist)
+    numbers = train.numbers_to_arrays(run.numbers)
+    fast, checked = jax.jit(program.fast_chunk), jax.jit(program.chunk)
+    carry = jax.jit(program.init)(numbers)
+    for _ in range(2):
+        want = checked(carry, numbers)
+        got_carry, got_metrics, replay = fast(carry, numbers)
+        assert not bool(replay)
+        jax.tree.map(np.testing.assert_array_equal, _bits((got_carry, got_metrics)), _bits(want))
+        carry = want[0]
+
+
+def _stack(*trees):
+    return jax.tree.map(lambda *xs: jax.numpy.stack(xs), *trees)
+
+
+def test_optimistic_chunks_replay_divergence_exactly(data):
+    """chunk_runner == program.chunk bit for bit, through a divergence and after it, alone and vmapped."""
+    runs = [_run("none", steps=60, eval_every=20, learning_rate=lr, **{"model.activation": "relu"})
+            for lr in (1e10, 0.1)]
+    program = train.make_program(runs[0].static, data)
+    numbers = [train.numbers_to_arrays(r.numbers) for r in runs]
+    checked = jax.jit(program.chunk)
+    alone = train.chunk_runner(program)
+    batched = train.chunk_runner(program, batched=True)
+    want = []
+    for n in numbers:
+        carry, rows = jax.jit(program.init)(n), []
+        for _ in range(3):
+            carry, m = checked(carry, n)
+            rows.append(_bits((carry, m)))
+        want.append(rows)
+    assert 1 <= int(want[0][-1][0]["diverged_at"]) <= 20  # the huge lr dies in the first chunk
+    assert int(want[1][-1][0]["diverged_at"]) == -1
+
+    for p, n in enumerate(numbers):
+        carry = jax.jit(program.init)(n)
+        for k in range(3):
+            carry, m = alone(carry, n)
+            jax.tree.map(np.testing.assert_array_equal, _bits((carry, m)), want[p][k])
+
+    stacked = _stack(*numbers)
+    carry = jax.jit(jax.vmap(program.init))(stacked)
+    for k in range(3):
+        carry, m = batched(carry, stacked)
+        for p in range(2):
+            jax.tree.map(np.testing.assert_array_equal,
+                         _bits(jax.tree.map(lambda x: x[p], (carry, m))), want[p][k])
+
+
+def test_optimistic_chunks_compile_once_and_replay_only_on_divergence(data):
+    run = _run(**{"model.activation": "relu"})
+    program = train.make_program(run.static, data)
+    traces = {"fast": 0, "checked": 0}
+
+    def counted(name, f):
+        def g(*args):
+            traces[name] += 1
+            return f(*args)
+        return g
+
+    counted_program = program._replace(fast_chunk=counted("fast", program.fast_chunk),
+                                       chunk=counted("checked", program.chunk))
+    chunk = train.chunk_runner(counted_program)
+    for lr, seed in ((0.1, 0), (0.5, 1), (2.0, 2)):
+        numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=lr, seed=seed))
+        carry = program.init(numbers)
+        for _ in range(2):
+            carry, _ = chunk(carry, numbers)
+    assert traces == {"fast": 1, "checked": 0}
+    numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=1e10))
+    carry, _ = chunk(program.init(numbers), numbers)
+    assert int(carry["diverged_at"]) >= 1 and traces == {"fast": 1, "checked": 1}
