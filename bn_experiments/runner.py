@@ -4,7 +4,8 @@ Runs come from the config's named `runs` or its sweep `grid` (bn_experiments.swe
 their structure (only numbers differ: learning rate, init scale, seed, SGD momentum) are trained
 together as ONE compiled program, `jax.vmap`-ed over them, `points_per_program` at a time; a run
 alone uses the same program without vmap. A diverging run freezes itself inside the program and
-never affects the others.
+never affects the others' numbers (the chunk it diverges in is replayed with the per-step check,
+`train.chunk_runner`, which gives every run the same bits either way).
 
 WORKDIR/config.json (the config as given), metrics.jsonl (one row per evaluation and run, appended
 as it happens), points/<run>.json (each finished run; a rerun resumes by skipping them),

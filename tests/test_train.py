@@ -223,7 +223,7 @@ def test_optimistic_chunks_replay_divergence_exactly(data):
         carry, m = batched(carry, stacked)
         for p in range(2):
             jax.tree.map(np.testing.assert_array_equal,
-                         _bits(jax.tree.map(lambda x: x[p], (carry, m))), want[p][k])
+                         _bits(jax.tree.map(lambda x, p=p: x[p], (carry, m))), want[p][k])
 
 
 def test_optimistic_chunks_compile_once_and_replay_only_on_divergence(data):
