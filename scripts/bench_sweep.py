@@ -39,8 +39,9 @@ def main() -> None:
     numbers = [train.numbers_to_arrays(r.numbers) for r in runs]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *numbers)
 
-    v_init, v_chunk = jax.jit(jax.vmap(program.init)), jax.jit(jax.vmap(program.chunk), donate_argnums=0)
-    s_init, s_chunk = jax.jit(program.init), jax.jit(program.chunk, donate_argnums=0)
+    # Chunks as the runner trains them (train.chunk_runner: divergence checked once per chunk).
+    v_init, v_chunk = jax.jit(jax.vmap(program.init)), train.chunk_runner(program, batched=True)
+    s_init, s_chunk = jax.jit(program.init), train.chunk_runner(program)
 
     def vmapped() -> float:
         carry = v_init(stacked)
