@@ -97,13 +97,17 @@ def test_chunks_compile_once_for_any_numbers(data):
         traces.append(1)
         return program.chunk(carry, numbers)
 
-    chunk = jax.jit(counted)
+    _chunks_for_several_numbers(run, program, jax.jit(counted), chunks=3)
+    assert len(traces) == 1
+
+
+def _chunks_for_several_numbers(run, program, chunk, chunks):
+    """Trains `chunks` chunks for each of three (learning rate, seed) pairs of one structure."""
     for lr, seed in ((0.1, 0), (0.5, 1), (2.0, 2)):
         numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=lr, seed=seed))
         carry = program.init(numbers)
-        for _ in range(3):
+        for _ in range(chunks):
             carry, _ = chunk(carry, numbers)
-    assert len(traces) == 1
 
 
 def test_population_evaluation_runs_and_is_close_to_running_average(data):
@@ -240,11 +244,7 @@ def test_optimistic_chunks_compile_once_and_replay_only_on_divergence(data):
     counted_program = program._replace(fast_chunk=counted("fast", program.fast_chunk),
                                        chunk=counted("checked", program.chunk))
     chunk = train.chunk_runner(counted_program)
-    for lr, seed in ((0.1, 0), (0.5, 1), (2.0, 2)):
-        numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=lr, seed=seed))
-        carry = program.init(numbers)
-        for _ in range(2):
-            carry, _ = chunk(carry, numbers)
+    _chunks_for_several_numbers(run, program, chunk, chunks=2)
     assert traces == {"fast": 1, "checked": 0}
     numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=1e10))
     carry, _ = chunk(program.init(numbers), numbers)
