@@ -173,32 +173,29 @@ def _config_value(runs: list[dict], key: str) -> str | None:
     return " / ".join(f"{_fmt_num(v)} ({_run_label(r)})" for r, v in values)
 
 
+# (config keys, formatter of their values) in the order _config_line names them; an entry is
+# shown when any of its keys is set.
+_CONFIG_LINE = (
+    (("learning_rate",), lambda lr: f"lr {lr}"),
+    (("optimizer.momentum",), lambda mom: f"momentum {mom}"),
+    (("model.init", "model.init_std"),
+     lambda init, std: " ".join(p for p in (f"{init} init" if init else "init",
+                                            f"std {std}" if std is not None else "") if p)),
+    (("batch_size",), lambda batch: f"batch {batch}"),
+    (("steps",), lambda steps: f"{steps} steps"),
+    (("model.activation", "model.widths"),
+     lambda act, widths: " ".join(p for p in (f"{widths} MLP" if widths else "", act or "") if p)),
+    (("data.source",), lambda data: f"data {data}"),
+)
+
+
 def _config_line(runs: list[dict]) -> str:
     """One line naming the settings the figure depends on: lr, init and std, batch, steps, activation."""
     parts = []
-    lr = _config_value(runs, "learning_rate")
-    if lr is not None:
-        parts.append(f"lr {lr}")
-    mom = _config_value(runs, "optimizer.momentum")
-    if mom is not None:
-        parts.append(f"momentum {mom}")
-    init, std = _config_value(runs, "model.init"), _config_value(runs, "model.init_std")
-    if init is not None or std is not None:
-        parts.append(" ".join(p for p in (f"{init} init" if init else "init",
-                                          f"std {std}" if std is not None else "") if p))
-    batch = _config_value(runs, "batch_size")
-    if batch is not None:
-        parts.append(f"batch {batch}")
-    steps = _config_value(runs, "steps")
-    if steps is not None:
-        parts.append(f"{steps} steps")
-    act = _config_value(runs, "model.activation")
-    widths = _config_value(runs, "model.widths")
-    if act is not None or widths is not None:
-        parts.append(" ".join(p for p in (f"{widths} MLP" if widths else "", act or "") if p))
-    data = _config_value(runs, "data.source")
-    if data is not None:
-        parts.append(f"data {data}")
+    for keys, fmt in _CONFIG_LINE:
+        values = [_config_value(runs, k) for k in keys]
+        if any(v is not None for v in values):
+            parts.append(fmt(*values))
     return ", ".join(parts)
 
 
