@@ -16,7 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+from bn_experiments.stats import VERDICTS
+
 MAX_POINTS = 5000
 MAX_POINTS_SWEEP = 500
 
@@ -46,11 +47,6 @@ def thin(steps: Iterable[int], values: Iterable[float], max_points: int = MAX_PO
         steps, values = steps[keep], values[keep]
     return {"step": [int(s) for s in steps],
             "value": [float(f"{v:.7g}") if math.isfinite(v) else None for v in values]}
-
-
-def verdict(reproduced: bool, partly: bool = False) -> str:
-    """Verdicts come from measured numbers through this, never typed by hand."""
-    return VERDICTS[0] if reproduced else VERDICTS[1] if partly else VERDICTS[2]
 
 
 def problems(doc: Any) -> list[str]:
@@ -108,11 +104,37 @@ def problems(doc: Any) -> list[str]:
         out.append("'claims' must be a list (use [] when an experiment states none)")
         claims = []
     for i, claim in enumerate(claims):
-        if not isinstance(claim, dict) or any(not isinstance(claim.get(k), str) for k in
-                                              ("id", "claim", "measured", "paper", "verdict")):
-            out.append(f"claims[{i}] needs string id, claim, measured, paper, verdict")
-        elif claim["verdict"] not in VERDICTS:
+        if not isinstance(claim, dict) or any(not isinstance(claim.get(k), str) or not claim[k]
+                                              for k in CLAIM_TEXT):
+            out.append(f"claims[{i}] needs non-empty strings {', '.join(CLAIM_TEXT)}")
+            continue
+        if claim["verdict"] not in VERDICTS:
             out.append(f"claims[{i}].verdict {claim['verdict']!r} not one of {list(VERDICTS)}")
+        out += [f"claims[{i}].evidence{p}" for p in _evidence_problems(claim.get("evidence"))]
+    return out
+
+
+CLAIM_TEXT = ("id", "claim", "source", "measured", "paper", "verdict")
+
+
+def _evidence_problems(ev: Any) -> list[str]:
+    """How a claim's `evidence` ({seeds, effect, ci95, rule}) breaks the contract."""
+    if not isinstance(ev, dict):
+        return [" must be an object {seeds, effect, ci95, rule}"]
+    out = []
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if not (isinstance(ev.get("seeds"), int) and not isinstance(ev["seeds"], bool) and ev["seeds"] >= 1):
+        out.append(".seeds must be an integer >= 1")
+    if "effect" not in ev or not (ev["effect"] is None or number(ev["effect"])):
+        out.append(".effect must be a number or null")
+    ci = ev.get("ci95", "missing")
+    if ci != "missing" and ci is not None and not (
+            isinstance(ci, list) and len(ci) == 2 and all(number(v) for v in ci) and ci[0] <= ci[1]):
+        out.append(".ci95 must be [low, high] with low <= high, or null")
+    elif ci == "missing":
+        out.append(".ci95 must be [low, high] or null")
+    if not isinstance(ev.get("rule"), str) or not ev["rule"]:
+        out.append(".rule must state the verdict rule in words")
     return out
 
 

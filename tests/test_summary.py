@@ -12,7 +12,9 @@ def _doc(**run_overrides):
     run = {"name": "a", "config": {"steps": 3}, "curves": {"train_loss": summary.thin(range(3), [1.0, float("nan"), 0.5])},
            "final": {"test_accuracy": 0.9}, "diverged_at_step": None, **run_overrides}
     return {"experiment": "x", "runs": [run],
-            "claims": [{"id": "c", "claim": "t", "measured": "m", "paper": "p", "verdict": "reproduced"}]}
+            "claims": [{"id": "c", "claim": "t", "source": "IS Sec. 4.1", "measured": "m", "paper": "p",
+                        "verdict": "reproduced", "figure": "f.png",
+                        "evidence": {"seeds": 5, "effect": 0.1, "ci95": [0.05, 0.15], "rule": "r"}}]}
 
 
 def test_thin_keeps_every_point_up_to_the_limit_then_thins_evenly_keeping_the_last():
@@ -49,6 +51,13 @@ def test_valid_document_passes_and_round_trips(tmp_path):
     (lambda d: d["runs"][0]["curves"]["train_loss"].update(step=[0, 2, 1]), "strictly increasing"),
     (lambda d: d["runs"][0]["curves"]["train_loss"].update(step=[0, 1]), "2 steps but 3 values"),
     (lambda d: d["claims"][0].update(verdict="sort of"), "verdict"),
+    (lambda d: d["claims"][0].pop("source"), "source"),
+    (lambda d: d["claims"][0].pop("evidence"), "evidence must be an object"),
+    (lambda d: d["claims"][0]["evidence"].update(seeds=0), "seeds"),
+    (lambda d: d["claims"][0]["evidence"].pop("effect"), "effect"),
+    (lambda d: d["claims"][0]["evidence"].update(ci95=[0.2, 0.1]), "ci95"),
+    (lambda d: d["claims"][0]["evidence"].pop("ci95"), "ci95"),
+    (lambda d: d["claims"][0]["evidence"].update(rule=""), "rule"),
     (lambda d: d["runs"].append(dict(d["runs"][0])), "unique"),
     (lambda d: d.update(experiment=""), "experiment"),
 ])
@@ -61,10 +70,11 @@ def test_contract_violations_are_named(mutate, problem, tmp_path):
     assert not (tmp_path / "s.json").exists()
 
 
-def test_verdict_is_computed():
-    assert summary.verdict(True) == "reproduced"
-    assert summary.verdict(False, True) == "partly reproduced"
-    assert summary.verdict(False) == "not reproduced"
+def test_inconclusive_is_a_verdict_and_null_effect_passes():
+    doc = json.loads(summary.dumps(_doc()))
+    doc["claims"][0].update(verdict="inconclusive",
+                            evidence={"seeds": 1, "effect": None, "ci95": None, "rule": "r"})
+    assert summary.problems(doc) == []
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):

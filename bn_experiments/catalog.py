@@ -1,0 +1,103 @@
+"""The claims the suite tests, in the order the ledger lists them.
+
+First the claims of Ioffe & Szegedy (2015) about why and how BN works, in the order of the
+project's claims list (internal covariate shift first, the Jacobian conjecture last), then the
+papers' other sections: the MNIST and ImageNet experiments of Ioffe & Szegedy, Santurkar et al.
+(2018) and Yang et al. (2019). Each entry names the claim-row ids (the part after the experiment
+name: `fig1_seeds.bn_trains_faster` -> `bn_trains_faster`) of every experiment that bears on it,
+so the ledger shows each claim once with all its evidence beneath it. A claim with no experiment
+yet is listed as not yet tested; a claim row whose id no entry names gets an entry of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    key: str
+    statement: str
+    source: str
+    ids: tuple[str, ...] = ()
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("internal_covariate_shift",
+          "Internal covariate shift (each layer's input distribution changing as the layers below "
+          "train) slows training; BN reduces it",
+          "IS Sec. 1-2, Fig. 1(b,c); disputed by ST Sec. 2",
+          ("bn_reduces_internal_covariate_shift", "bn_stabilizes_sigmoid_input")),
+    Claim("saturating_nonlinearities",
+          "BN makes networks with saturating nonlinearities trainable, keeping their inputs out of "
+          "the saturated regime",
+          "IS Sec. 1, Sec. 4.2.2",
+          ("deep_sigmoid_trains_with_bn", "saturating_nonlinearities_train_with_bn",
+           "bn_reduces_saturation")),
+    Claim("higher_learning_rates", "BN allows much higher learning rates",
+          "IS abstract, Sec. 3.3, Sec. 4.2.2", ("bn_allows_higher_lr",)),
+    Claim("less_careful_init", "With BN one can be less careful about initialization",
+          "IS abstract, Sec. 3.3", ("bn_less_careful_init", "bn_trains_over_more_of_the_plane")),
+    Claim("gradient_quality_batch_size",
+          "The mini-batch gradient estimates the training-set gradient better as the batch grows",
+          "IS Sec. 1"),
+    Claim("bn_noise_regularizes",
+          "An example's BN output depends on its mini-batch; that noise regularizes",
+          "IS Sec. 3.4"),
+    Claim("gradient_scale_independence",
+          "BN makes the gradients independent of the parameters' scale: BN(Wu) = BN((aW)u), and "
+          "the gradient with respect to aW is 1/a times that with respect to W",
+          "IS Sec. 3.3", ("bn_output_scale_invariant", "bn_gradient_scales_inversely")),
+    Claim("whitened_inputs_converge_faster",
+          "Training converges faster when the inputs are whitened", "IS Sec. 2 (LeCun et al.)"),
+    Claim("gamma_beta_restore_identity",
+          "The learned scale and shift can restore the un-normalized layer", "IS Sec. 3"),
+    Claim("small_changes_not_amplified",
+          "Normalization keeps small parameter changes from amplifying into large changes of "
+          "activations and gradients", "IS Sec. 3.3"),
+    Claim("large_lr_no_explosion",
+          "Without BN, large learning rates grow the parameters until the model explodes; with BN "
+          "training is independent of the parameters' scale",
+          "IS Sec. 3.3", ("bn_prevents_divergence",)),
+    Claim("normalization_inside_gradient",
+          "Normalization must take part in the gradient step: outside it, the bias and scale grow "
+          "without bound while the loss stays flat", "IS Sec. 2"),
+    Claim("full_whitening_expensive",
+          "Full whitening inside the gradient step is expensive, hence per-feature "
+          "standardization", "IS Sec. 2-3"),
+    Claim("wu_more_gaussian",
+          "Wu + b is more Gaussian than the layer input u, so it is the better place to normalize",
+          "IS Sec. 3.2"),
+    Claim("jacobian_singular_values",
+          "With BN the layer Jacobians have singular values close to 1 (a conjecture)",
+          "IS Sec. 3.3; Yang et al. 2019"),
+    Claim("trains_faster", "BN reaches a given test accuracy in far fewer steps",
+          "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_trains_faster",)),
+    Claim("higher_accuracy", "BN reaches a higher test accuracy",
+          "IS Sec. 4.1, Fig. 1(a)", ("bn_higher_accuracy",)),
+    Claim("population_statistics",
+          "Inference with population statistics (Algorithm 2) matches training-mode accuracy",
+          "IS Sec. 3.1, Algorithm 2"),
+    Claim("inception_variants",
+          "On Inception, BN with the Sec. 4.2.1 changes reaches the same accuracy in 14x fewer "
+          "steps, at 5x and 30x learning rates, and trains with sigmoid",
+          "IS Sec. 4.2, Fig. 2-3"),
+    Claim("noisy_bn_trains", "Noisy BN trains as well as BN despite a less stable input "
+          "distribution", "ST Sec. 2.1"),
+    Claim("gradient_ics", "BN does not reduce (and may increase) the gradient-based internal "
+          "covariate shift", "ST Sec. 2.2"),
+    Claim("smoother_landscape", "BN makes the loss landscape smoother (loss range, gradient "
+          "predictiveness, effective beta-smoothness)", "ST Sec. 3"),
+    Claim("lp_normalization", "lp normalizations train as well as BN while their distributions "
+          "shift more", "ST Sec. 3.3"),
+    Claim("gradient_explosion_at_init", "At initialization, deep BN networks without skip "
+          "connections have gradients that explode with depth", "Yang et al. 2019"),
+)
+
+
+def claim_for(row_id: str) -> Claim:
+    """The catalog claim a claim row (`<experiment>.<id>`) bears on; its own entry if none."""
+    suffix = row_id.split(".", 1)[-1]
+    for claim in CLAIMS:
+        if suffix in claim.ids:
+            return claim
+    return Claim(suffix, "", "")
