@@ -6,9 +6,11 @@
     bn-exp claims WORKDIR
     bn-exp report [--results results]
 
-A thin layer over importable functions (`runner.train_and_evaluate`, `plots.plot`,
-`report.write`), so notebooks can call them directly. Bad input exits with status 2 and one line
-naming the field and the fix, before anything is compiled.
+A thin layer over importable functions (`runner.train_and_evaluate`,
+`experiments.draw_figures`, `experiments.compute_claims`, `report.write`), so notebooks can call
+them directly. Bad input exits with status 2 and one line naming the field and the fix, before
+anything is compiled. `--config.model.name=NAME` swaps the model section to family NAME
+(`config.set_model`) before the other overrides, so NAME's own fields can be overridden after it.
 """
 from __future__ import annotations
 
@@ -30,13 +32,16 @@ def _load_config(argv: list[str]):
     """absl-style parsing of `--config PATH[:ARG]` plus `--config.FIELD=VALUE` overrides."""
     from bn_experiments import config as config_lib
 
-    argv = list(argv)
-    spec, where = "fig1_mnist", None
+    model_name, argv = _pop_model_name(list(argv))
+    spec, where, spec_args = "fig1_mnist", None, set()
     for i, a in enumerate(argv):
         if a == "--config" and i + 1 < len(argv):
             spec, where = argv[i + 1], i + 1
+            spec_args |= {i, i + 1}
         elif a.startswith("--config="):
             spec, where = a.split("=", 1)[1], i
+            spec_args.add(i)
+    overrides = [a for i, a in enumerate(argv) if i not in spec_args]
     path = config_lib.resolve_path(spec)
     if where is None:
         argv = ["--config", path, *argv]
@@ -46,8 +51,16 @@ def _load_config(argv: list[str]):
         argv[where] = path
 
     fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
-                                    lock_config=False, sys_argv=["bn-exp run", *argv])
+    if model_name is None:
+        config_flags.DEFINE_config_file("config", None, "experiment config file", flag_values=fv,
+                                        lock_config=False, sys_argv=["bn-exp run", *argv])
+    else:
+        # The file's config with its model section swapped first; the other overrides then apply
+        # to it exactly as to a config file (absl parses them against this ConfigDict).
+        loaded = config_lib.set_model(_read_config_file(path), model_name)
+        argv = overrides
+        config_flags.DEFINE_config_dict("config", loaded, "experiment config", flag_values=fv,
+                                        lock_config=False, sys_argv=["bn-exp run", *argv])
     flags.DEFINE_string("workdir", None, "output directory", flag_values=fv)
     flags.DEFINE_bool("restart", False, "overwrite a finished workdir", flag_values=fv)
     flags.DEFINE_bool("progress", True, "show progress bars", flag_values=fv)
@@ -56,22 +69,46 @@ def _load_config(argv: list[str]):
     except flags.Error as err:
         raise UsageError(str(err).splitlines()[0]) from None
     except (KeyError, AttributeError, TypeError, ValueError) as err:
-        _explain_unknown_override(path, argv)
+        cfg = _read_config_file(path)
+        if model_name is not None:
+            config_lib.set_model(cfg, model_name)
+        _explain_unknown_override(cfg, argv)
         raise UsageError(f"bad --config override: {err}") from None
     stem = pathlib.Path(path.partition(":")[0]).stem
     return fv.config, fv.workdir or f"runs/{stem}", fv.restart, fv.progress
 
 
-def _explain_unknown_override(path: str, argv: list[str]) -> None:
-    """Raises a did-you-mean error for the first `--config.KEY` the config file does not have."""
+def _pop_model_name(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Takes `--config.model.name=NAME` (or `--config.model.name NAME`; the last wins) out of
+    argv: it is applied with `config.set_model`, not as a plain override."""
+    name, rest, i = None, [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--config.model.name="):
+            name = a.split("=", 1)[1]
+        elif a == "--config.model.name" and i + 1 < len(argv):
+            name, i = argv[i + 1], i + 1
+        else:
+            rest.append(a)
+        i += 1
+    return name, rest
+
+
+def _read_config_file(path: str):
+    """`get_config(arg)` of a config file `PATH[:ARG]`."""
     import importlib.util
-    from bn_experiments import config as config_lib
 
     file, _, arg = path.partition(":")
     spec = importlib.util.spec_from_file_location("_bn_exp_config", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cfg = module.get_config(arg or None)
+    return module.get_config(arg or None)
+
+
+def _explain_unknown_override(cfg, argv: list[str]) -> None:
+    """Raises a did-you-mean error for the first `--config.KEY` the config does not have."""
+    from bn_experiments import config as config_lib
+
     for a in argv:
         if a.startswith("--config."):
             key = a[len("--config."):].partition("=")[0]
@@ -111,9 +148,9 @@ def cmd_plot(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bn-exp plot", description="Redraw figures from summary.json.")
     parser.add_argument("workdir")
     args = parser.parse_args(argv)
-    from bn_experiments import plots
+    from bn_experiments import experiments
     _load_summary(pathlib.Path(args.workdir) / "summary.json")
-    for path in plots.plot(args.workdir):
+    for path in experiments.draw_figures(args.workdir):
         print(path)
     return 0
 
@@ -124,10 +161,10 @@ def cmd_claims(argv: list[str]) -> int:
         "runs with the current claim rules (no retraining), then redraw nothing else.")
     parser.add_argument("workdir")
     args = parser.parse_args(argv)
-    from bn_experiments import claims, summary
+    from bn_experiments import experiments, summary
     path = pathlib.Path(args.workdir) / "summary.json"
     doc = _load_summary(path)
-    doc["claims"] = claims.compute(doc["experiment"], doc["runs"])
+    doc["claims"] = experiments.compute_claims(doc["experiment"], doc["runs"])
     summary.write(path, doc)
     for claim in doc["claims"]:
         print(f"[{claim['verdict']}] {claim['claim']}: {claim['measured']}")

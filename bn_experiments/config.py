@@ -4,6 +4,11 @@ A config value reaches the compiled step in a few hops: config file (`get_config
 `ml_collections.ConfigDict`) -> `validate` (every field checked, one clear error naming it, before
 anything compiles) -> `runs` (one `Run` per named run: a `Static` structure that picks the program
 and `Numbers` that are arrays inside it, so changing them never recompiles and a sweep vmaps them).
+
+The model section belongs to the model family (bn_experiments.models): `model.name` picks the
+family, `validate` checks the fields every family shares here and hands the family's own fields
+to its `validate`, so this module never names a model. A field of another family is refused with
+one line saying so; `set_model` swaps a config's model section to another family.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Any
 
 import ml_collections
 
-from bn_experiments.models import mlp
+from bn_experiments import models
 
 SCHEDULES = ("constant", "cosine")
 
@@ -29,7 +34,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Static:
     """Everything that changes the compiled program's shapes or structure."""
-    model: mlp.MLPConfig
+    model: Any  # the model family's static config (`ModelFamily.make_config`), frozen
     steps: int
     batch_size: int
     eval_every: int
@@ -38,6 +43,7 @@ class Static:
     population_batches: int
     saturation_threshold: float = 4.0
     use_momentum: bool = False  # SGD with a momentum trace (its value is a dynamic number)
+    model_name: str = models.DEFAULT  # the family (`models.get`) that `model` belongs to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,12 +150,15 @@ def _check(ok: bool, field: str, value: Any, fix: str) -> None:
 def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.ConfigDict | None = None,
              num_train: int | None = None) -> None:
     """Raises ConfigError on the first bad field. `reference`: the shipped default whose keys are
-    the only ones allowed; `num_train`: the training-set size, to bound the batch size."""
+    the only ones allowed (its model section stands for the family that `model.name` picks);
+    `num_train`: the training-set size, to bound the batch size."""
     flat = flatten(cfg)
+    family = _family(flat.get("model.name", models.DEFAULT))
     if reference is not None:
-        known = list(flatten(reference))
+        known = [k for k in flatten(reference) if not k.startswith("model.")] + _model_keys(family)
         for key in flat:
             if key not in known:
+                _refuse_foreign(key, family)
                 raise ConfigError(f"config key {key!r} is unknown{_did_you_mean(key, known)}")
     for key in ("steps", "batch_size", "eval_every"):
         value = flat.get(key)
@@ -162,9 +171,6 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
            f"must be 0 (off) or a multiple of eval_every={flat['eval_every']}")
     lr = flat.get("learning_rate")
     _check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, "learning_rate", lr,
-           "must be a finite number > 0")
-    std = flat.get("model.init_std")
-    _check(isinstance(std, (int, float)) and math.isfinite(std) and std > 0, "model.init_std", std,
            "must be a finite number > 0")
     mom = flat.get("optimizer.momentum")
     _check(isinstance(mom, (int, float)) and 0 <= mom < 1, "optimizer.momentum", mom, "must be in [0, 1)")
@@ -179,44 +185,96 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
         value = flat.get(key, low)
         _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, key, value,
                f"must be an integer >= {low}")
-    for key in ("saturation_threshold", "model.bn_epsilon"):
-        value = flat.get(key, 1.0)
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool)
-               and math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
-    bn_mom = flat.get("model.bn_momentum", 0.99)
-    _check(isinstance(bn_mom, (int, float)) and 0 <= bn_mom < 1, "model.bn_momentum", bn_mom,
-           "must be in [0, 1)")
-    widths = flat.get("model.widths")
-    _check(isinstance(widths, list) and len(widths) > 0
-           and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths),
-           "model.widths", tuple(widths) if isinstance(widths, list) else widths,
-           "must be a non-empty tuple of positive integers, e.g. (100, 100, 100)")
+    _check_positive(flat, "saturation_threshold")
     if num_train is not None:
         _check(flat["batch_size"] <= num_train, "batch_size", flat["batch_size"],
                f"is larger than the {num_train} training examples of data.source="
                f"{flat.get('data.source')!r}; use a smaller batch")
-    model_config(cfg)  # activation / norm / init / widths
-    units = tuple(flat.get("model.tracked_units") or ())
-    width = cfg.model.widths[-1]
-    _check(len(units) > 0 and all(isinstance(u, int) and 0 <= u < width for u in units),
-           "model.tracked_units", units, f"must be unit indices in [0, {width}) of the last hidden layer")
+    _validate_model(flat, family)
 
 
-def model_config(cfg: ml_collections.ConfigDict, input_size: int = 784) -> mlp.MLPConfig:
-    m = cfg.model
+def _check_positive(flat: dict, key: str) -> None:
+    value = flat.get(key, 1.0)
+    _check(isinstance(value, (int, float)) and not isinstance(value, bool)
+           and math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
+
+
+def _family(name: Any) -> models.ModelFamily:
+    """The registered family `name` (`model.name`), or a ConfigError listing the known ones."""
     try:
-        return mlp.MLPConfig(
-            input_size=input_size, widths=tuple(m.widths), activation=m.activation, norm=m.norm,
-            init=m.init, init_std=float(m.init_std), bn_momentum=float(m.bn_momentum),
-            bn_epsilon=float(m.bn_epsilon))
+        return models.get(name)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def _model_keys(family: models.ModelFamily) -> list[str]:
+    """Every key the model section of `family` may hold, dotted (`model.widths`, ...)."""
+    return [f"model.{k}" for k in (*models.COMMON_FIELDS, *family.field_names())]
+
+
+def _refuse_foreign(key: str, family: models.ModelFamily) -> None:
+    """A `model.X` key that another family owns: say so (else the caller's unknown-key error)."""
+    if key.startswith("model."):
+        others = [n for n in models.owners(key[len("model."):]) if n != family.name]
+        if others:
+            raise ConfigError(f"config key {key!r} belongs to model {others[0]!r}, not to "
+                              f"model.name={family.name!r}; remove it")
+
+
+def _validate_model(flat: dict, family: models.ModelFamily) -> None:
+    """The model section: only `family`'s keys, the common checks, then the family's `validate`."""
+    known = _model_keys(family)
+    for key in flat:
+        if key.startswith("model.") and key not in known:
+            _refuse_foreign(key, family)
+            raise ConfigError(f"config key {key!r} is unknown{_did_you_mean(key, known)}")
+    std = flat.get("model.init_std")
+    _check(isinstance(std, (int, float)) and math.isfinite(std) and std > 0, "model.init_std", std,
+           "must be a finite number > 0")
+    _check_positive(flat, "model.bn_epsilon")
+    bn_mom = flat.get("model.bn_momentum", 0.99)
+    _check(isinstance(bn_mom, (int, float)) and 0 <= bn_mom < 1, "model.bn_momentum", bn_mom,
+           "must be in [0, 1)")
+    try:
+        family.validate({k[len("model."):]: v for k, v in flat.items() if k.startswith("model.")})
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
 
-def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784, num_train: int | None = None,
-         specs: list[tuple[str, dict]] | None = None) -> list[Run]:
+def set_model(cfg: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Swaps `cfg`'s model section to family `name`, in place (returns `cfg`): the common fields
+    keep their values, the old family's own fields go, the new family's get their defaults.
+
+    Setting `model.name` alone would leave the old family's fields behind (refused by `validate`)
+    and the new family's missing, so the CLI applies `--config.model.name=NAME` through this,
+    before the other overrides, and a named run or grid point with `model.name` does too.
+    """
+    family = _family(name)
+    old = cfg.get("model")
+    if old is not None and old.get("name", models.DEFAULT) == family.name:
+        old.name = family.name  # the same family: nothing to swap
+        return cfg
+    section = models.default_config(family.name).to_dict()
+    if old is not None:
+        section.update({k: old[k] for k in models.COMMON_FIELDS if k != "name" and k in old})
+    cfg.model = ml_collections.ConfigDict(section)
+    return cfg
+
+
+def model_config(cfg: ml_collections.ConfigDict, input_shape: tuple = (28, 28, 1)) -> Any:
+    """The static config of `cfg`'s model (its family's `make_config`) for inputs of (H, W, C)."""
+    try:
+        return _family(cfg.model.get("name")).make_config(cfg.model, tuple(input_shape))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def runs(cfg: ml_collections.ConfigDict, *, input_shape: tuple = (28, 28, 1),
+         num_train: int | None = None, specs: list[tuple[str, dict]] | None = None) -> list[Run]:
     """One `Run` per entry of `cfg.runs` (the base config alone when it has none), validated.
-    `specs`: (name, {dotted key: value}) pairs to use instead of `cfg.runs` (sweep points)."""
+    `specs`: (name, {dotted key: value}) pairs to use instead of `cfg.runs` (sweep points); a
+    `model.name` among them swaps the model section first (`set_model`). `input_shape`: the
+    data's (H, W, C), which the model's static structure depends on."""
     if specs is None:
         specs = [parse_run(s) for s in (cfg.get("runs") or ())]
     specs = specs or [(cfg.get("experiment", "run"), {})]
@@ -229,11 +287,15 @@ def runs(cfg: ml_collections.ConfigDict, *, input_size: int = 784, num_train: in
         for key in ("runs", "grid"):
             if key in run_cfg:
                 del run_cfg[key]
+        if "model.name" in overrides:
+            set_model(run_cfg, overrides["model.name"])
         for key, value in overrides.items():
-            set_dotted(run_cfg, key, value)
+            if key != "model.name":
+                set_dotted(run_cfg, key, value)
         validate(run_cfg, num_train=num_train)
         static = Static(
-            model=model_config(run_cfg, input_size), steps=run_cfg.steps,
+            model=model_config(run_cfg, input_shape),
+            model_name=_family(run_cfg.model.get("name")).name, steps=run_cfg.steps,
             batch_size=run_cfg.batch_size, eval_every=run_cfg.eval_every,
             tracked_units=tuple(run_cfg.model.tracked_units), schedule=run_cfg.optimizer.schedule,
             population_batches=run_cfg.population_batches,

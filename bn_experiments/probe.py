@@ -12,7 +12,10 @@ quantity by giving its module a `Probe`:
 `measure` is a pure JAX function. The trainer traces it into the compiled evaluation, so it runs
 at step 0 and at every evaluation (`eval_every` steps), for every run of the program (vmapped
 with them in a sweep), on the run's current parameters and a fixed probe batch of training
-examples. It never changes the training trajectory. Its outputs become evaluation curves:
+examples (drawn from the run's seed, `train.probe_indices`: the same examples at every
+evaluation of the run). It never changes the training trajectory: it runs in the evaluation,
+whose results are never fed back into training (tests/test_probe.py checks the bits). Its
+outputs become evaluation curves:
 
 - a scalar `v` under key `k`      -> curve `probe_<k>`
 - a list of scalars (one per layer) -> curves `probe_<k>_layer1`, `probe_<k>_layer2`, ...

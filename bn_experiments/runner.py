@@ -12,6 +12,12 @@ as it happens), points/<run>.json (each finished run; a rerun resumes by skippin
 provenance.json (commit, command, versions, device, wall time), summary.json (the contract of
 bn_experiments.summary; no timings, so the same run gives the same file), curves.npz
 (full-resolution per-step curves, not committed) and the experiment's figures.
+
+What is generic and what belongs to an experiment: the runner knows no model (the trainer takes the
+family from `model.name`, bn_experiments.models) and no experiment. The experiment registry
+(bn_experiments.experiments) gives, by `config.experiment`, the probe compiled into every
+evaluation (its outputs become `probe_*` evaluation curves and `mean_probe_*` finals, like the
+built-in `ics_*` and `saturation_*`), the claims computed from the finished runs and the figures.
 """
 from __future__ import annotations
 
@@ -33,11 +39,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bn_experiments import checkpoint as checkpoint_lib
-from bn_experiments import claims as claims_lib
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
+from bn_experiments import experiments
+from bn_experiments import models
 from bn_experiments import summary as summary_lib
 from bn_experiments import train
+from bn_experiments.probe import Probe
 
 OUTPUT_FILES = ("config.json", "metrics.jsonl", "provenance.json", "summary.json", "curves.npz")
 
@@ -72,6 +80,13 @@ def _eval_columns(metrics: dict, units: tuple[int, ...]) -> dict[str, np.ndarray
     cols.update({name: pct[:, i, j] for i, j, name in _percentile_names("test_preact_", units)})
     for k, per_layer in m["per_layer"].items():
         cols.update({f"{k}_layer{l + 1}": np.asarray(v, np.float64) for l, v in enumerate(per_layer)})
+    # The experiment's probe: scalar k -> probe_k, one value per layer -> probe_k_layer<l>.
+    for k, v in m.get("probe", {}).items():
+        if isinstance(v, (list, tuple)):
+            cols.update({f"probe_{k}_layer{l + 1}": np.asarray(x, np.float64)
+                         for l, x in enumerate(v)})
+        else:
+            cols[f"probe_{k}"] = np.asarray(v, np.float64)
     return cols
 
 
@@ -80,16 +95,16 @@ def _compiled(program: train.Program, batched: bool):
     if batched:
         v = jax.vmap
         return (jax.jit(v(program.init)), train.chunk_runner(program, batched=True),
-                jax.jit(v(program.evaluate)), jax.jit(v(train.probe_drift)),
+                jax.jit(v(program.evaluate)), jax.jit(v(train.ics_drift)),
                 jax.jit(v(program.evaluate_population)))
     add = lambda f: lambda *a: jax.tree.map(lambda x: x[None], f(*a))  # noqa: E731
     drop = lambda t: jax.tree.map(lambda x: x[0], t)  # noqa: E731
     init, chunk = jax.jit(program.init), train.chunk_runner(program)
-    evaluate, drift = jax.jit(program.evaluate), jax.jit(train.probe_drift)
+    evaluate, drift = jax.jit(program.evaluate), jax.jit(train.ics_drift)
     population = jax.jit(program.evaluate_population)
     return (lambda n: add(init)(drop(n)),
             lambda c, n: add(chunk)(drop(c), drop(n)),
-            lambda c: add(evaluate)(drop(c)),
+            lambda c, n: add(evaluate)(drop(c), drop(n)),
             lambda a, b: add(drift)(drop(a), drop(b)),
             lambda c: add(population)(drop(c)))
 
@@ -100,15 +115,17 @@ NOT_DIVERGED = np.iinfo(np.int64).max
 def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: float,
                log=None, progress: bool = True, desc: str | None = None,
                checkpointer: checkpoint_lib.Checkpointer | None = None, checkpoint_every: int = 0,
-               metrics_file=None) -> list[RunResult]:
+               metrics_file=None, probe: Probe | None = None) -> list[RunResult]:
     """Trains runs of one structure as one program (vmapped when there are several).
 
+    `probe`: the experiment's measurement, compiled into every evaluation (vmapped with the runs).
     With `checkpointer`, the program's full state is saved every `checkpoint_every` steps (at
     chunk boundaries) and, when a checkpoint exists, training resumes from it; `metrics_file`
     (the open metrics.jsonl) is then cut back to its length at that checkpoint.
     """
     static, units, n = runs[0].static, runs[0].static.tracked_units, len(runs)
-    init, chunk, evaluate, drift, population = _compiled(train.make_program(static, data), n > 1)
+    init, chunk, evaluate, drift, population = _compiled(
+        train.make_program(static, data, probe), n > 1)
     numbers = jax.tree.map(lambda *xs: jnp.stack(xs),
                            *[train.numbers_to_arrays(r.numbers) for r in runs])
 
@@ -118,7 +135,7 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
     evals: dict[str, list[np.ndarray]] = {}       # metric -> one (n,) array per evaluation
     chunks: dict[str, list[np.ndarray]] = {"train_loss": [], "preact_percentiles": []}
     diverged = np.full(n, NOT_DIVERGED)
-    prev_probe = None
+    prev_ics = None  # the previous evaluation's per-unit statistics, for the ICS drift
     step = 0
 
     def save(at: int) -> None:
@@ -131,7 +148,7 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
                 "eval_steps": np.asarray(eval_steps),
                 "evals": {k: np.stack(v) for k, v in evals.items()},
                 "chunks": {k: np.concatenate(v, axis=1) for k, v in chunks.items()},
-                "prev_probe": jax.tree.map(np.asarray, jax.device_get(prev_probe))})
+                "prev_ics": jax.tree.map(np.asarray, jax.device_get(prev_ics))})
         checkpointer.save(at, carry, host)
 
     if checkpointer is not None and checkpointer.exists():
@@ -145,19 +162,19 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
             evals = {k: list(v) for k, v in host["evals"].items()}
             chunks = {k: [v] for k, v in host["chunks"].items()}
             diverged = host["diverged"]
-            prev_probe = jax.tree.map(jnp.asarray, host["prev_probe"])
+            prev_ics = jax.tree.map(jnp.asarray, host["prev_ics"])
     elif checkpointer is not None and checkpoint_every:
         save(0)  # remembers where this program's metrics.jsonl rows begin
 
     def record(at: int) -> None:
-        nonlocal prev_probe
-        metrics = evaluate(carry)
-        probe = metrics.pop("probe")
-        shifts = drift(probe if prev_probe is None else prev_probe, probe)
-        if prev_probe is None:  # no previous evaluation to compare with at step 0
+        nonlocal prev_ics
+        metrics = evaluate(carry, numbers)
+        ics = metrics.pop("ics")
+        shifts = drift(ics if prev_ics is None else prev_ics, ics)
+        if prev_ics is None:  # no previous evaluation to compare with at step 0
             shifts = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), shifts)
         metrics["per_layer"] = {**shifts, **metrics["per_layer"]}
-        prev_probe = probe
+        prev_ics = ics
         eval_steps.append(at)
         cols = _eval_columns(metrics, units)
         for k, v in cols.items():
@@ -206,7 +223,7 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
         final = _final(run_evals, [eval_steps[i] for i in keep], losses[p, :end], d,
                        target=target, window=static.eval_every,
                        scheduled=static.steps // static.eval_every + 1,
-                       chance=1.0 / static.model.num_classes)
+                       chance=1.0 / data.num_classes)
         if pop is not None and d is None:
             final["test_accuracy_population"] = float(pop[p])
         results.append(RunResult(run.name, run.flat, train_metrics, [eval_steps[i] for i in keep],
@@ -237,7 +254,7 @@ def _final(evals: dict, steps: list[int], losses: np.ndarray, diverged_at: int |
         "did_not_train": float(max_acc is None or max_acc < chance + CHANCE_MARGIN),
     }
     for k, v in evals.items():
-        if k.startswith(("ics_", "saturation_")):
+        if k.startswith(("ics_", "saturation_", "probe_")):
             vals = np.asarray(v[1:], dtype=float)
             final[f"mean_{k}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
     return final
@@ -313,13 +330,28 @@ def _group_id(group: list[config_lib.Run]) -> str:
     return hashlib.sha256("\n".join(r.name for r in group).encode()).hexdigest()[:16]
 
 
+def _structure(static: config_lib.Static) -> config_lib.Static:
+    """`static` with the model's `init_std` default blanked: every family's static config has
+    one (the contract of bn_experiments.models), but the trainer takes the traced number."""
+    return dataclasses.replace(static, model=dataclasses.replace(static.model, init_std=0.0))
+
+
 def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_lib.Run]]:
-    """Runs grouped by compiled structure (init_std is a number, not structure), then chunked."""
+    """Runs grouped by compiled structure (model family and its static config, steps, batch, ...;
+    init_std is a number, not structure), then chunked."""
     by_key: dict = {}
     for run in runs:
-        key = dataclasses.replace(run.static, model=dataclasses.replace(run.static.model, init_std=0.0))
-        by_key.setdefault(key, []).append(run)
+        by_key.setdefault(_structure(run.static), []).append(run)
     return [g[i:i + per_program] for g in by_key.values() for i in range(0, len(g), per_program)]
+
+
+def _config_differences(old: dict, new: dict) -> list[str]:
+    """The dotted keys whose values differ between two config.json documents. One written before
+    `model.name` existed is an MLP's: the missing key counts as "mlp"."""
+    old, new = config_lib.flatten(old), config_lib.flatten(new)
+    if any(k.startswith("model.") for k in old):
+        old.setdefault("model.name", models.DEFAULT)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -330,16 +362,20 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     t0, commit = time.perf_counter(), _git_commit()  # the code as it was when the run started
     workdir = pathlib.Path(workdir)
     ds = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
-    runs = sweep.expand(cfg, input_size=int(np.prod(ds.input_shape)), num_train=ds.num_train)
+    runs = sweep.expand(cfg, input_shape=tuple(ds.input_shape), num_train=ds.num_train)
+    probe = experiments.get(cfg.experiment).probe
+    if probe is not None and probe.batch_size > ds.num_train:
+        raise config_lib.ConfigError(
+            f"experiment {cfg.experiment!r} probes {probe.batch_size} training examples, more than "
+            f"the {ds.num_train} of data.source={cfg.data.source!r}; use a larger data source")
     is_sweep = bool(cfg.get("grid"))
     max_points = summary_lib.MAX_POINTS_SWEEP if is_sweep else summary_lib.MAX_POINTS
     prepare_workdir(workdir, restart=restart)
     old_config = workdir / "config.json"
     new_config = json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
-    if old_config.exists() and old_config.read_text() != new_config:
-        old = config_lib.flatten(json.loads(old_config.read_text()))
-        new = config_lib.flatten(json.loads(new_config))
-        fields = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    fields = (_config_differences(json.loads(old_config.read_text()), json.loads(new_config))
+              if old_config.exists() and old_config.read_text() != new_config else [])
+    if fields:
         raise WorkdirError(f"--workdir {workdir} holds unfinished runs of a different config "
                            f"(differs in: {', '.join(fields)}); resume with the same config, "
                            f"pass --restart to discard them, or choose another --workdir")
@@ -368,7 +404,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
             ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints" / _group_id(group))
             for res in train_runs(group, ds, target=cfg.target_accuracy, log=log,
                                   progress=progress, desc=desc, checkpointer=ckpt,
-                                  checkpoint_every=cfg.checkpoint_every, metrics_file=metrics_file):
+                                  checkpoint_every=cfg.checkpoint_every, metrics_file=metrics_file,
+                                  probe=probe):
                 doc = to_summary_run(res, max_points)
                 summary_lib.atomic_write(_point_path(workdir, res.name), summary_lib.dumps(doc))
                 done[res.name] = json.loads(summary_lib.dumps(doc))
@@ -385,11 +422,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         summary_lib.atomic_write(workdir / "curves.npz", buffer.getvalue())
     runs_doc = [done[r.name] for r in runs]
     doc = {"experiment": cfg.experiment, "runs": runs_doc,
-           "claims": claims_lib.compute(cfg.experiment, runs_doc)}
+           "claims": experiments.compute_claims(cfg.experiment, runs_doc)}
     summary_lib.write(workdir / "summary.json", doc)
     if plot:
-        from bn_experiments import plots
-        plots.plot(workdir)
+        experiments.draw_figures(workdir)
     summary_lib.atomic_write(workdir / "provenance.json", json.dumps(
         provenance(time.perf_counter() - t0, group_seconds, commit), indent=1) + "\n")
     return doc

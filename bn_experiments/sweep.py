@@ -43,16 +43,17 @@ def point_name(point: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in point.items())
 
 
-def expand(cfg: ml_collections.ConfigDict, *, input_size: int = 784,
+def expand(cfg: ml_collections.ConfigDict, *, input_shape: tuple = (28, 28, 1),
            num_train: int | None = None) -> list[config_lib.Run]:
-    """Every run of `cfg`: its grid points, or else its named `runs`, validated before compiling."""
+    """Every run of `cfg`: its grid points, or else its named `runs`, validated before compiling.
+    `input_shape`: the data's (H, W, C), for the model's static structure."""
     grid = axes(cfg)
     if not grid:
-        return config_lib.runs(cfg, input_size=input_size, num_train=num_train)
+        return config_lib.runs(cfg, input_shape=input_shape, num_train=num_train)
     if cfg.get("runs"):
         raise config_lib.ConfigError("a config sets either `runs` or `grid`, not both; "
                                      "put the runs' differences on a grid axis")
     points = [dict(zip([k for k, _ in grid], values))
               for values in itertools.product(*[v for _, v in grid])]
-    return config_lib.runs(cfg, input_size=input_size, num_train=num_train,
+    return config_lib.runs(cfg, input_shape=input_shape, num_train=num_train,
                            specs=[(point_name(p), p) for p in points])

@@ -1,11 +1,20 @@
 """A training run as one compiled program: `lax.scan` over SGD steps, chunked between evaluations.
 
-`make_program(static, data)` returns pure functions of (numbers, carry): the learning rate, SGD
-momentum, init scale and seed are arrays inside the program, so one compiled program serves every
-run of the same shape, and `jax.vmap` over them trains a whole grid at once (bn_experiments.sweep).
+`make_program(static, data, probe)` returns pure functions of (numbers, carry): the learning rate,
+SGD momentum, init scale and seed are arrays inside the program, so one compiled program serves
+every run of the same shape, and `jax.vmap` over them trains a whole grid at once
+(bn_experiments.sweep).
+
+The trainer knows no model: it gets the family by name from the registry (`models.get(
+static.model_name)`) and relies only on the family contract (bn_experiments.models): `init`,
+`apply` returning the input of every nonlinearity and of every BN layer, the BN state list. So a
+new model family trains, evaluates, gets Algorithm 2 and probes with nothing changed here.
 
 Metrics of every step (training loss, the 15/50/85th percentiles of tracked units' input to the
 nonlinearity, as the paper's Figure 1(b, c) draws them) come out of the compiled step itself.
+Every evaluation measures the test set and, when the experiment has a `probe`
+(bn_experiments.probe), the probe's quantities on a fixed batch of training examples: compiled
+into `evaluate`, never touching the training state, so the trajectory is the same with or without.
 
 Divergence. A step whose loss or gradients are non-finite freezes the run: its state stops
 changing, `diverged_at` records the step, and its later metrics are NaN (written as null). With
@@ -32,13 +41,16 @@ import numpy as np
 import optax
 
 from bn_experiments import data as data_lib
+from bn_experiments import models
 from bn_experiments.config import Numbers, Static
-from bn_experiments.models import mlp
+from bn_experiments.probe import Probe, ProbeInputs
 
 PERCENTILES = (15.0, 50.0, 85.0)
 # Quantile levels of each unit's test-set pre-activation kept at every evaluation, for the
 # 1-Wasserstein distance between consecutive evaluations (W1 = mean |Q_t(u) - Q_s(u)| over u).
-PROBE_LEVELS = tuple((i + 0.5) / 32 for i in range(32))
+ICS_LEVELS = tuple((i + 0.5) / 32 for i in range(32))
+# fold_in constants of the run's data key: the batches of Algorithm 2, the fixed probe batch.
+_POPULATION_SALT, _PROBE_SALT = 2**31 - 1, 2**31 - 2
 NUMBER_FIELDS = tuple(f.name for f in dataclasses.fields(Numbers))
 _STATE = ("params", "bn_state", "opt_state")  # what a step updates (and a divergence freezes)
 _RANK_MAX = 256  # batches up to this size take percentiles from pairwise ranks, larger ones sort
@@ -51,7 +63,8 @@ class Program(NamedTuple):
     # (carry, numbers) -> carry, per-step metrics, replay: `chunk` without the per-step divergence
     # check; where `replay` is True the result is not valid and `chunk` must be run instead.
     fast_chunk: Callable[[dict, dict], tuple[dict, dict, jax.Array]]
-    evaluate: Callable[[dict], dict]                  # carry -> test metrics (running statistics)
+    # (carry, numbers) -> test metrics (running statistics), and the probe's under "probe"
+    evaluate: Callable[[dict, dict], dict]
     evaluate_population: Callable[[dict], dict]       # carry -> test metrics (Algorithm 2)
 
 
@@ -133,7 +146,7 @@ def tracked_percentiles(preacts: jax.Array, units: tuple[int, ...]) -> jax.Array
     return jnp.where(jnp.any(jnp.isnan(z), axis=0), jnp.nan, out)
 
 
-def probe_drift(prev: dict, now: dict) -> dict:
+def ics_drift(prev: dict, now: dict) -> dict:
     """Internal covariate shift between two evaluations, per hidden layer (lists of scalars).
 
     Each statistic is taken per unit over the whole test set, then averaged over the layer's
@@ -142,7 +155,7 @@ def probe_drift(prev: dict, now: dict) -> dict:
     median. This is the paper's notion (Ioffe & Szegedy, Sec. 2: the distribution of each layer's
     inputs changes as the parameters of the layers below change), measured directly.
     """
-    mid = len(PROBE_LEVELS) // 2
+    mid = len(ICS_LEVELS) // 2
     shift = lambda a, b: jnp.mean(jnp.abs(a - b))  # noqa: E731
     return {"ics_w1": [shift(a, b) for a, b in zip(prev["quantiles"], now["quantiles"])],
             "ics_mean_shift": [shift(a, b) for a, b in zip(prev["mean"], now["mean"])],
@@ -166,11 +179,45 @@ def _as_uint8(x: jax.Array) -> jax.Array | None:
     return u if bool(jnp.all(jnp.asarray(_PIXELS)[u] == x)) else None
 
 
-def make_program(static: Static, data: data_lib.Dataset) -> Program:
-    """Builds the run's pure functions over `data` (arrays already on the device)."""
+def probe_indices(data_key: jax.Array, size: int, num_train: int) -> jax.Array:
+    """The fixed probe batch of a run: `size` training examples drawn without replacement from its
+    data key, the same at every evaluation (and independent of the training batches' order)."""
+    return jax.random.permutation(jax.random.fold_in(data_key, _PROBE_SALT), num_train)[:size]
+
+
+def _per_unit(z: jax.Array) -> jax.Array:
+    """(examples, units): an NHWC activation's units are its channels, over batch and space."""
+    return z if z.ndim == 2 else z.reshape(-1, z.shape[-1])
+
+
+def _probe_outputs(out: dict) -> dict:
+    """Checks a probe's `measure` output: {key: scalar or list of scalars (one per layer)}."""
+    if not isinstance(out, dict):
+        raise TypeError(f"probe measure must return a dict, got {type(out).__name__}")
+    checked = {}
+    for key, value in out.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if jnp.ndim(v) != 0:
+                raise ValueError(f"probe output {key!r} must be a scalar or a list of scalars "
+                                 f"(one per layer), got shape {jnp.shape(v)}")
+        arrays = [jnp.asarray(v, jnp.float32) for v in values]
+        checked[key] = arrays if isinstance(value, (list, tuple)) else arrays[0]
+    return checked
+
+
+def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = None) -> Program:
+    """Builds the run's pure functions over `data` (arrays already on the device). `probe`: the
+    experiment's extra measurement, compiled into `evaluate` (see bn_experiments.probe)."""
+    family = models.get(static.model_name)
     cfg, tx, schedule = static.model, _optimizer(static.use_momentum), _schedule(static)
+    needs_rng = bool(getattr(cfg, "needs_rng", False))
     num_train = data.x_train.shape[0]
     x_u8 = _as_uint8(data.x_train)
+    probe_size = (probe.batch_size or static.batch_size) if probe is not None else 0
+    if probe is not None and not 0 < probe_size <= num_train:
+        raise ValueError(f"probe batch_size={probe_size} must be in [1, {num_train}] (the training "
+                         f"examples of {data.name!r})")
 
     def train_images(idx):
         if x_u8 is None:
@@ -179,7 +226,7 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
 
     def init(numbers: dict) -> dict:
         k_init, k_data, k_noise = jax.random.split(jax.random.key(numbers["seed"]), 3)
-        params, bn_state = mlp.init(k_init, cfg, init_std=numbers["init_std"])
+        params, bn_state = family.init(k_init, cfg, numbers)
         opt_state = tx.init(params)
         hyper = {"learning_rate": numbers["learning_rate"]}
         if static.use_momentum:
@@ -192,11 +239,11 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
     def train_step(numbers, carry, idx, checked: bool):
         x, y = train_images(idx), data.y_train[idx]
         step = carry["step"]
-        noise_rng = jax.random.fold_in(carry["noise_key"], step) if cfg.bn_noise else None
+        noise_rng = jax.random.fold_in(carry["noise_key"], step) if needs_rng else None
 
         def loss_fn(params):
-            logits, bn_state, inter = mlp.apply(params, carry["bn_state"], x, config=cfg,
-                                                train=True, rng=noise_rng)
+            logits, bn_state, inter = family.apply(params, carry["bn_state"], x, cfg=cfg,
+                                                   train=True, rng=noise_rng)
             return _cross_entropy(logits, y), (bn_state, inter["preacts"][-1])
 
         (loss, (bn_state, preacts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -208,7 +255,8 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
         params = optax.apply_updates(carry["params"], updates)
         new = {"params": params, "bn_state": bn_state, "opt_state": opt_state}
         metrics = {"train_loss": loss,
-                   "preact_percentiles": tracked_percentiles(preacts, static.tracked_units)}
+                   "preact_percentiles": tracked_percentiles(_per_unit(preacts),
+                                                             static.tracked_units)}
         alive = carry["diverged_at"] < 0
         if not checked:
             # The running statistics still go through a select, as in `chunk`: without it XLA
@@ -246,29 +294,48 @@ def make_program(static: Static, data: data_lib.Dataset) -> Program:
         return out, metrics, replay
 
     def _test_metrics(params, bn_state) -> dict:
-        logits, _, inter = mlp.apply(params, bn_state, data.x_test, config=cfg, train=False)
-        preacts = inter["preacts"]
+        logits, _, inter = family.apply(params, bn_state, data.x_test, cfg=cfg, train=False)
+        preacts = [_per_unit(z) for z in inter["preacts"]]
         return {"test_accuracy": jnp.mean(jnp.argmax(logits, -1) == data.y_test),
                 "test_loss": _cross_entropy(logits, data.y_test),
                 "test_preact_percentiles": tracked_percentiles(preacts[-1], static.tracked_units),
                 "per_layer": {"saturation": [jnp.mean(jnp.abs(z) > static.saturation_threshold)
                                              for z in preacts]},
-                "probe": {"mean": [z.mean(0) for z in preacts], "std": [z.std(0) for z in preacts],
-                          "quantiles": [jnp.quantile(z, jnp.asarray(PROBE_LEVELS), axis=0)
-                                        for z in preacts]}}
+                "ics": {"mean": [z.mean(0) for z in preacts], "std": [z.std(0) for z in preacts],
+                        "quantiles": [jnp.quantile(z, jnp.asarray(ICS_LEVELS), axis=0)
+                                      for z in preacts]}}
 
-    def evaluate(carry: dict) -> dict:
-        return _test_metrics(carry["params"], carry["bn_state"])
+    def bound_apply(params, state, x, train: bool, rng=None):
+        return family.apply(params, state, x, cfg=cfg, train=train, rng=rng)
+
+    def probe_loss(params, state, x, y):
+        """The loss the SGD step differentiates: training mode, batch statistics, no BN noise."""
+        logits, new_state, inter = family.apply(params, state, x, cfg=cfg, train=True, rng=None)
+        return _cross_entropy(logits, y), (new_state, inter)
+
+    def measure(carry: dict, numbers: dict) -> dict:
+        idx = probe_indices(carry["data_key"], probe_size, num_train)
+        inputs = ProbeInputs(
+            params=carry["params"], state=carry["bn_state"], x=train_images(idx),
+            y=data.y_train[idx], loss_fn=probe_loss, apply=bound_apply,
+            learning_rate=numbers["learning_rate"] * schedule(carry["step"]), step=carry["step"])
+        return _probe_outputs(probe.measure(inputs))
+
+    def evaluate(carry: dict, numbers: dict) -> dict:
+        out = _test_metrics(carry["params"], carry["bn_state"])
+        if probe is not None:
+            out["probe"] = measure(carry, numbers)
+        return out
 
     def evaluate_population(carry: dict) -> dict:
         """Algorithm 2: test metrics with population statistics from K training batches."""
         if not cfg.use_bn:
-            return evaluate(carry)
+            return _test_metrics(carry["params"], carry["bn_state"])
         k = static.population_batches
-        idx = data_lib.batch_indices(jax.random.fold_in(carry["data_key"], 2**31 - 1), 0, k,
+        idx = data_lib.batch_indices(jax.random.fold_in(carry["data_key"], _POPULATION_SALT), 0, k,
                                      static.batch_size, num_train)
-        state = mlp.population_state(carry["params"], carry["bn_state"], data.x_train[idx],
-                                     config=cfg)
+        state = models.population_state(family, carry["params"], carry["bn_state"],
+                                        data.x_train[idx], cfg=cfg)
         return _test_metrics(carry["params"], state)
 
     return Program(init, chunk, fast_chunk, evaluate, evaluate_population)

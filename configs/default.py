@@ -2,9 +2,12 @@
 
 A config file's `get_config(arg)` returns an `ml_collections.ConfigDict`; fields are overridden
 from the command line as `--config.learning_rate=0.1` or `--config.model.norm=batchnorm`. Keys not
-in this file are rejected (with a did-you-mean) before anything is compiled.
+in this file (or, for `model.`, not in the chosen model family's section) are rejected (with a
+did-you-mean) before anything is compiled.
 """
 import ml_collections
+
+from bn_experiments import models
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -41,24 +44,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # together as one vmapped program, this many at a time.
     config.points_per_program = 16
 
-    config.model = ml_collections.ConfigDict()
-    # Hidden layer widths (the paper: 3 x 100).
-    config.model.widths = (100, 100, 100)
-    # Nonlinearity g in z = g(BN(Wu)): sigmoid | relu | tanh | identity.
-    config.model.activation = "sigmoid"
-    # none | batchnorm (BN on Wu, before the nonlinearity, bias dropped: the paper's Sec. 3.2).
-    config.model.norm = "none"
-    # gaussian (std = init_std, the paper's "small random Gaussian values") | lecun | glorot | he
-    # (their fan-based std times init_std).
-    config.model.init = "gaussian"
-    # Weight std for init=gaussian; a gain for the fan-based inits.
-    config.model.init_std = 0.1
-    # Units of the last hidden layer whose input distribution is tracked every step; the first is
-    # the one Figure 1(b, c) shows (curves preact_p15/p50/p85), the others get _unit<i> curves.
-    config.model.tracked_units = (0, 1, 2, 3)
-    # Running-average momentum and epsilon of BN (Flax conventions).
-    config.model.bn_momentum = 0.99
-    config.model.bn_epsilon = 1e-5
+    # The model, from the registry bn_experiments.models (each field's comment is where it is
+    # defined): model.name picks the family ("mlp", the paper's fully connected network); the
+    # fields every family shares are models.common_fields() (activation, norm, init, init_std,
+    # tracked_units, bn_momentum, bn_epsilon), the family's own are its fields() (the MLP's:
+    # widths, default (100, 100, 100)). --config.model.name=NAME swaps in NAME's own fields.
+    config.model = models.default_config(models.DEFAULT)
 
     config.data = ml_collections.ConfigDict()
     # mnist_embedded (10,000 real MNIST digits shipped in the package) | idx:<dir> | tfds:<name> |

@@ -375,7 +375,7 @@ def main() -> None:
 
     cfg = fig1_mnist.get_config()
     ds_host = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
-    runs = config_lib.runs(cfg, input_size=int(np.prod(ds_host.input_shape)),
+    runs = config_lib.runs(cfg, input_shape=tuple(ds_host.input_shape),
                            num_train=ds_host.num_train)
     ds = data_lib.to_device(ds_host)
     eval_every = runs[0].static.eval_every

@@ -1,8 +1,11 @@
-"""MLP of the paper's Sec. 4.1: shapes, BN placement, intermediates, inits, population statistics."""
+"""MLP of the paper's Sec. 4.1: shapes, BN placement, intermediates, inits, its config fields.
+
+(Algorithm 2 is generic over model families: tests/test_models.py.)"""
 import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -19,7 +22,7 @@ def _x(n=32, seed=0):
 def test_shapes_and_intermediates(norm, activation):
     cfg = mlp.MLPConfig(widths=(20, 30, 40), activation=activation, norm=norm)
     params, state = mlp.init(jax.random.key(0), cfg)
-    logits, new_state, inter = mlp.apply(params, state, _x(), config=cfg, train=True)
+    logits, new_state, inter = mlp.apply(params, state, _x(), cfg=cfg, train=True)
     assert logits.shape == (32, 10)
     assert [p.shape for p in inter["preacts"]] == [(32, 20), (32, 30), (32, 40)]
     if norm == "batchnorm":
@@ -56,7 +59,7 @@ def test_initializations(kind, expected):
 def test_init_std_can_be_traced_for_vmap():
     cfg = mlp.MLPConfig()
     stds = jnp.array([0.01, 1.0])
-    params = jax.vmap(lambda s: mlp.init(jax.random.key(0), cfg, init_std=s)[0])(stds)
+    params = jax.vmap(lambda s: mlp.init(jax.random.key(0), cfg, {"init_std": s})[0])(stds)
     w = params["hidden"][0]["w"]
     np.testing.assert_allclose(w[1], 100 * w[0], rtol=1e-5)
 
@@ -64,9 +67,9 @@ def test_init_std_can_be_traced_for_vmap():
 def test_eval_uses_running_state_and_leaves_it():
     cfg = mlp.MLPConfig(widths=(8,), norm="batchnorm")
     params, state = mlp.init(jax.random.key(0), cfg)
-    _, trained, _ = mlp.apply(params, state, _x(), config=cfg, train=True)
+    _, trained, _ = mlp.apply(params, state, _x(), cfg=cfg, train=True)
     assert not np.allclose(trained["bn"][0]["mean"], 0)
-    _, same, _ = mlp.apply(params, trained, _x(seed=1), config=cfg, train=False)
+    _, same, _ = mlp.apply(params, trained, _x(seed=1), cfg=cfg, train=False)
     jax.tree.map(np.testing.assert_array_equal, same, trained)
 
 
@@ -76,24 +79,15 @@ def test_bn_switches_reach_batchnorm():
     assert "bn" not in params["hidden"][0]
     noisy = dataclasses.replace(base, bn_noise=True)
     p, s = mlp.init(jax.random.key(0), noisy)
-    a = mlp.apply(p, s, _x(), config=noisy, train=True, rng=jax.random.key(1))[0]
-    b = mlp.apply(p, s, _x(), config=noisy, train=True, rng=jax.random.key(2))[0]
+    a = mlp.apply(p, s, _x(), cfg=noisy, train=True, rng=jax.random.key(1))[0]
+    b = mlp.apply(p, s, _x(), cfg=noisy, train=True, rng=jax.random.key(2))[0]
     assert not np.allclose(a, b)
-    # No noise at evaluation.
-    e1 = mlp.apply(p, s, _x(), config=noisy, train=False)[0]
-    np.testing.assert_array_equal(e1, mlp.apply(p, s, _x(), config=base, train=False)[0])
-
-
-def test_population_state_is_algorithm_2():
-    cfg = mlp.MLPConfig(widths=(6, 5), norm="batchnorm")
-    params, state = mlp.init(jax.random.key(0), cfg)
-    batches = jax.random.uniform(jax.random.key(1), (4, 16, 784))
-    pop = mlp.population_state(params, state, batches, config=cfg)
-    zs = [mlp.apply(params, state, b, config=cfg, train=True)[2]["bn_inputs"] for b in batches]
-    for layer in range(2):
-        z = np.stack([np.asarray(zz[layer], np.float64) for zz in zs])
-        np.testing.assert_allclose(pop["bn"][layer]["mean"], z.mean(1).mean(0), rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(pop["bn"][layer]["var"], 16 / 15 * z.var(1).mean(0), rtol=1e-3)
+    # No noise at evaluation, nor in training without a key (population statistics, probes).
+    e1 = mlp.apply(p, s, _x(), cfg=noisy, train=False)[0]
+    np.testing.assert_array_equal(e1, mlp.apply(p, s, _x(), cfg=base, train=False)[0])
+    t1 = mlp.apply(p, s, _x(), cfg=noisy, train=True)[0]
+    np.testing.assert_array_equal(t1, mlp.apply(p, s, _x(), cfg=base, train=True)[0])
+    assert noisy.needs_rng and not base.needs_rng
 
 
 def test_bad_config_names_the_field():
@@ -103,3 +97,32 @@ def test_bad_config_names_the_field():
         mlp.MLPConfig(norm="layernorm")
     with pytest.raises(ValueError, match="model.widths"):
         mlp.MLPConfig(widths=())
+
+
+def test_family_fields_and_static_config():
+    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("widths",)
+    section = ml_collections.ConfigDict({"name": "mlp", "widths": (7, 5), "activation": "relu",
+                                         "norm": "batchnorm", "init": "he", "init_std": 0.5,
+                                         "tracked_units": (0,), "bn_momentum": 0.9,
+                                         "bn_epsilon": 1e-3})
+    cfg = mlp.make_config(section, (28, 28, 1))
+    assert cfg == mlp.MLPConfig(input_size=784, widths=(7, 5), activation="relu", norm="batchnorm",
+                                init="he", init_std=0.5, bn_momentum=0.9, bn_epsilon=1e-3)
+    rgb = mlp.make_config(section, (8, 8, 3))  # NHWC in, flattened inside
+    assert rgb.input_size == 192
+    params, state = mlp.init(jax.random.key(0), rgb, {"init_std": jnp.float32(0.5)})
+    logits, _, inter = mlp.apply(params, state, _x()[:4, :8, :8, :].repeat(3, -1), cfg=rgb,
+                                 train=True)
+    assert logits.shape == (4, 10) and len(inter["bn_inputs"]) == len(state["bn"]) == 2
+
+
+@pytest.mark.parametrize("field,value", [
+    ("widths", []), ("widths", [3, 0]), ("widths", "abc"), ("activation", "swish"),
+    ("norm", "layernorm"), ("init", "xavier"), ("tracked_units", [0, 5]), ("tracked_units", []),
+])
+def test_validate_names_the_field(field, value):
+    section = {"widths": [5, 5], "activation": "relu", "norm": "none", "init": "gaussian",
+               "tracked_units": [0], field: value}
+    with pytest.raises(ValueError, match=rf"^model\.{field}=") as err:
+        mlp.validate(section)
+    assert len(str(err.value).splitlines()) == 1

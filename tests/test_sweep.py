@@ -96,3 +96,14 @@ def test_sweep_command_resumes_finished_points(tmp_path, monkeypatch):
 def test_sweep_needs_a_grid(tmp_path, capsys):
     assert cli.main(["sweep", "--config", "fig1_mnist:quick", "--workdir", str(tmp_path / "x")]) == 2
     assert "grid" in capsys.readouterr().err
+
+
+def test_a_config_json_from_before_model_name_resumes_as_an_mlp():
+    """Workdirs started before `model.name` existed hold a config.json without it: an MLP's."""
+    import json
+    new = json.loads(json.dumps(default.get_config().to_dict()))
+    old = json.loads(json.dumps(new))
+    del old["model"]["name"]
+    assert runner._config_differences(old, new) == []
+    old["model"]["widths"] = [5]
+    assert runner._config_differences(old, new) == ["model.widths"]

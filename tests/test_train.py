@@ -7,9 +7,9 @@ import pytest
 
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
+from bn_experiments import models
 from bn_experiments import train
 from bn_experiments.configs import fig1_mnist
-from bn_experiments.models import mlp
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,9 @@ def test_step_metrics_are_those_of_the_training_batch(data, norm):
     numbers = train.numbers_to_arrays(run.numbers)
     carry = program.init(numbers)
     idx = data_lib.batch_indices(carry["data_key"], 0, 1, run.static.batch_size, data.num_train)[0]
-    logits, _, inter = mlp.apply(carry["params"], carry["bn_state"], data.x_train[idx],
-                                 config=run.static.model, train=True)
+    family = models.get(run.static.model_name)
+    logits, _, inter = family.apply(carry["params"], carry["bn_state"], data.x_train[idx],
+                                    cfg=run.static.model, train=True)
     pre = np.asarray(inter["preacts"][-1])[:, [3, 5]]
     _, metrics = jax.jit(program.chunk)(carry, numbers)
     np.testing.assert_allclose(metrics["preact_percentiles"][0],
@@ -114,7 +115,7 @@ def test_population_evaluation_runs_and_is_close_to_running_average(data):
     run = _run(steps=200, eval_every=100, population_batches=20)
     carry, _ = _train(data, run, 2)
     program = train.make_program(run.static, data)
-    ema = jax.jit(program.evaluate)(carry)["test_accuracy"]
+    ema = jax.jit(program.evaluate)(carry, train.numbers_to_arrays(run.numbers))["test_accuracy"]
     pop = jax.jit(program.evaluate_population)(carry)["test_accuracy"]
     assert 0.0 <= float(pop) <= 1.0
     assert abs(float(pop) - float(ema)) < 0.2

@@ -4,18 +4,22 @@ Each hidden layer computes z = g(BN(W u)) with BN on W u, before the nonlinearit
 (beta takes its role), as the paper's Sec. 3.2 places it; without BN it is z = g(W u + b).
 `apply` also returns every hidden layer's pre-activation (the input to g), which is what the
 paper's Figure 1(b, c) tracks, and each BN input W u, from which Algorithm 2 builds population
-statistics.
+statistics (`models.population_state`).
+
+The model family "mlp" of `bn_experiments.models` (its contract is that module's docstring):
+`fields` (its own config field, `model.widths`), `validate`, `make_config` (-> `MLPConfig`),
+`init`, `apply`, registered as `FAMILY`. Only the registry imports this module.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from bn_experiments import batchnorm
+from bn_experiments import batchnorm, models
 
 ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh,
                "identity": lambda x: x}
@@ -29,7 +33,8 @@ class MLPConfig:
 
     `init_std` is the weight std for `init="gaussian"` (the paper's "small random Gaussian
     values") and a gain on the fan-based std for lecun / glorot / he. It is the default for
-    `init`; pass `init_std=` to `init` to make it a traced number (sweeps vmap over it).
+    `init`; pass `numbers={"init_std": ...}` to `init` to make it a traced number (sweeps vmap
+    over it). The `bn_*` ablation switches are not config fields: experiments set them in code.
     """
     input_size: int = 784
     widths: tuple[int, ...] = (100, 100, 100)
@@ -56,26 +61,62 @@ class MLPConfig:
     def use_bn(self) -> bool:
         return self.norm == "batchnorm"
 
+    @property
+    def needs_rng(self) -> bool:
+        """Training-mode `apply` wants a fresh `rng` every step (noisy BN)."""
+        return self.bn_noise
+
+
+def fields() -> ml_collections.ConfigDict:
+    """The MLP's own config fields (under `model.`), beside `models.common_fields()`."""
+    f = ml_collections.ConfigDict()
+    # Hidden layer widths (the paper: 3 x 100).
+    f.widths = (100, 100, 100)
+    return f
+
+
+def validate(model: dict) -> None:
+    """Checks the model section (flat, without `model.`): widths, choices, tracked units."""
+    widths = model.get("widths")
+    models.check(isinstance(widths, list) and len(widths) > 0
+                 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths),
+                 "model.widths", tuple(widths) if isinstance(widths, list) else widths,
+                 "must be a non-empty tuple of positive integers, e.g. (100, 100, 100)")
+    for field, allowed in (("activation", ACTIVATIONS), ("norm", NORMS), ("init", INITS)):
+        models.check_choice(model.get(field), f"model.{field}", allowed)
+    models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
+
+
+def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConfig:
+    """The static structure from a validated model section and the data's (H, W, C)."""
+    return MLPConfig(
+        input_size=math.prod(input_shape), widths=tuple(model.widths), activation=model.activation,
+        norm=model.norm, init=model.init, init_std=float(model.init_std),
+        bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon))
+
 
 def _weight_std(kind: str, fan_in: int, fan_out: int):
     return {"gaussian": 1.0, "lecun": 1 / math.sqrt(fan_in), "glorot": math.sqrt(2 / (fan_in + fan_out)),
             "he": math.sqrt(2 / fan_in)}[kind]
 
 
-def init(key: jax.Array, config: MLPConfig, *, init_std: Any = None) -> tuple[dict, dict]:
-    """Returns `(params, state)`; biases start at zero, BN at gamma=1, beta=0, mean=0, var=1."""
-    gain = config.init_std if init_std is None else init_std
-    sizes = (config.input_size, *config.widths, config.num_classes)
+def init(key: jax.Array, cfg: MLPConfig, numbers: dict | None = None) -> tuple[dict, dict]:
+    """Returns `(params, state)`; biases start at zero, BN at gamma=1, beta=0, mean=0, var=1.
+
+    The init scale is `numbers["init_std"]` (a traced number in the trainer), else `cfg.init_std`.
+    """
+    gain = (numbers or {}).get("init_std", cfg.init_std)
+    sizes = (cfg.input_size, *cfg.widths, cfg.num_classes)
     keys = jax.random.split(key, len(sizes) - 1)
     params, state = {"hidden": [], "output": {}}, {"bn": []}
     for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
-        w = jax.random.normal(k, (fan_in, fan_out)) * (gain * _weight_std(config.init, fan_in, fan_out))
+        w = jax.random.normal(k, (fan_in, fan_out)) * (gain * _weight_std(cfg.init, fan_in, fan_out))
         layer = {"w": w}
         if i == len(sizes) - 2:
             params["output"] = {"w": w, "b": jnp.zeros(fan_out)}
-        elif config.use_bn:
+        elif cfg.use_bn:
             bn_params, bn_state = batchnorm.init(fan_out)
-            if config.bn_affine:
+            if cfg.bn_affine:
                 layer["bn"] = bn_params
             params["hidden"].append(layer)
             state["bn"].append(bn_state)
@@ -85,28 +126,29 @@ def init(key: jax.Array, config: MLPConfig, *, init_std: Any = None) -> tuple[di
     return params, state
 
 
-def apply(params: dict, state: dict, x: jax.Array, *, config: MLPConfig, train: bool,
+def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: bool,
           rng: jax.Array | None = None) -> tuple[jax.Array, dict, dict]:
-    """Returns `(logits, new_state, intermediates)`.
+    """Returns `(logits, new_state, intermediates)`; `x` is NHWC (or already flat).
 
     `intermediates["preacts"]`: each hidden layer's input to the nonlinearity, shape (batch, width).
     `intermediates["bn_inputs"]`: each BN layer's input W u (empty without BN).
-    `rng` is needed only with `config.bn_noise` in training (a fresh key per step); the noise of
-    Santurkar et al. is a training-time perturbation, so evaluation runs without it.
+    `rng` drives `cfg.bn_noise` in training (a fresh key per step); the noise of Santurkar et al.
+    is a training-time perturbation, so evaluation runs without it, and `rng=None` turns it off
+    (population statistics, probes).
     """
-    act = ACTIVATIONS[config.activation]
+    act = ACTIVATIONS[cfg.activation]
     h = x.reshape(x.shape[0], -1)
     preacts, bn_inputs, new_bn_state = [], [], []
-    noisy = config.bn_noise and config.use_bn and train
+    noisy = cfg.bn_noise and cfg.use_bn and train and rng is not None
     rngs = jax.random.split(rng, len(params["hidden"])) if noisy else [None] * len(params["hidden"])
     for i, layer in enumerate(params["hidden"]):
         z = h @ layer["w"]
-        if config.use_bn:
+        if cfg.use_bn:
             bn_inputs.append(z)
             z, s = batchnorm.apply(
-                layer.get("bn", {}), state["bn"][i], z, train=train, momentum=config.bn_momentum,
-                epsilon=config.bn_epsilon, stop_gradient_stats=config.bn_stop_gradient,
-                use_scale=config.bn_affine, use_bias=config.bn_affine,
+                layer.get("bn", {}), state["bn"][i], z, train=train, momentum=cfg.bn_momentum,
+                epsilon=cfg.bn_epsilon, stop_gradient_stats=cfg.bn_stop_gradient,
+                use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
                 output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
             new_bn_state.append(s)
         else:
@@ -117,11 +159,5 @@ def apply(params: dict, state: dict, x: jax.Array, *, config: MLPConfig, train: 
     return logits, {"bn": new_bn_state}, {"preacts": preacts, "bn_inputs": bn_inputs}
 
 
-def population_state(params: dict, state: dict, batches: jax.Array, *, config: MLPConfig) -> dict:
-    """Algorithm 2: BN state from population statistics over `batches` (K, batch, ...)."""
-    config = dataclasses.replace(config, bn_noise=False)
-
-    def moments_fn(x):
-        _, _, inter = apply(params, state, x, config=config, train=True)
-        return {"bn": [batchnorm.batch_moments(z) for z in inter["bn_inputs"]]}
-    return batchnorm.population_statistics(moments_fn, batches)
+FAMILY = models.ModelFamily(name="mlp", fields=fields, validate=validate,
+                            make_config=make_config, init=init, apply=apply)
