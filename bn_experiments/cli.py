@@ -136,10 +136,10 @@ def cmd_run(argv: list[str], *, sweep: bool = False) -> int:
     return 0
 
 
-def _load_summary(path: pathlib.Path) -> dict:
+def _load_summary(path: pathlib.Path, *, claims: bool = True) -> dict:
     from bn_experiments import summary
     try:
-        return summary.load(path)
+        return summary.load(path, claims=claims)
     except ValueError as err:
         raise UsageError(f"{err}; run the experiment first (bn-exp run/sweep)") from None
 
@@ -158,12 +158,13 @@ def cmd_plot(argv: list[str]) -> int:
 def cmd_claims(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="bn-exp claims", description="Recompute the claims of WORKDIR/summary.json from its "
-        "runs with the current claim rules (no retraining), then redraw nothing else.")
+        "runs with the current claim rules (no retraining); the old claim rows are replaced, "
+        "whatever rules or contract they were written under.")
     parser.add_argument("workdir")
     args = parser.parse_args(argv)
     from bn_experiments import experiments, summary
     path = pathlib.Path(args.workdir) / "summary.json"
-    doc = _load_summary(path)
+    doc = _load_summary(path, claims=False)
     doc["claims"] = experiments.compute_claims(doc["experiment"], doc["runs"])
     summary.write(path, doc)
     for claim in doc["claims"]:

@@ -109,6 +109,14 @@ def test_claims_are_recomputed_from_the_summary(quick_run):
     summary.write(path, doc)
     assert cli.main(["claims", str(quick_run)]) == 0
     assert path.read_bytes() == before
+    # Claim rows written under an older contract (no source/evidence) are replaced, not refused:
+    # this is how committed results migrate to new rules without retraining.
+    text = json.loads(path.read_text())
+    text["claims"] = [{"id": "fig1.old", "claim": "c", "measured": "m", "paper": "p",
+                       "verdict": "partly reproduced"}]
+    path.write_text(json.dumps(text))
+    assert cli.main(["claims", str(quick_run)]) == 0
+    assert path.read_bytes() == before
 
 
 def test_plot_and_claims_on_a_missing_summary_fail_cleanly(tmp_path, capsys):
