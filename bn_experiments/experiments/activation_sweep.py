@@ -250,11 +250,11 @@ def _mean_over_layers(run: dict, prefix: str) -> float | None:
 
 def claims(runs: list[dict]) -> list[dict]:
     """Rules (in each row's evidence), all paired by seed: deep sigmoid -- best test accuracy of
-    the deepest sigmoid network with runs_lib.BN minus without; saturating -- number of sigmoid/tanh
-    (depth) settings reaching the target with runs_lib.BN minus without; saturation -- per sigmoid depth,
-    over pairs where both runs trained, the share of saturated pre-activations without runs_lib.BN minus
-    with runs_lib.BN; internal covariate shift -- per (activation, depth), the W1 drift without runs_lib.BN minus
-    with runs_lib.BN (a headline claim: 5 seeds)."""
+    the deepest sigmoid network with BN minus without; saturating -- number of sigmoid/tanh
+    (depth) settings reaching the target with BN minus without; saturation -- per sigmoid depth,
+    over pairs where both runs trained, the share of saturated pre-activations without BN minus
+    with BN; internal covariate shift -- per (activation, depth), the W1 drift without BN minus
+    with BN (a headline claim: 5 seeds)."""
     if runs_lib.arms(runs) is None:
         return []
     depths = sorted({_depth(r) for r in runs})
@@ -269,13 +269,13 @@ def claims(runs: list[dict]) -> list[dict]:
         iv = stats.paired(bn, no)
         out.append(runs_lib.row(
             "activation_sweep.deep_sigmoid_trains_with_bn",
-            f"A deep ({deep} hidden layers) sigmoid network trains with runs_lib.BN, not without",
+            f"A deep ({deep} hidden layers) sigmoid network trains with BN, not without",
             "IS Sec. 1, Sec. 4.2.2",
-            f"best test accuracy: runs_lib.BN {stats.mean_std(bn.values())}, no runs_lib.BN {stats.mean_std(no.values())}; "
+            f"best test accuracy: BN {stats.mean_std(bn.values())}, no BN {stats.mean_std(no.values())}; "
             f"paired difference {stats.fmt(iv)}",
-            "runs_lib.BN-x5-Sigmoid reaches 69.8% on ImageNet; Inception with sigmoid never beats 1/1000 "
+            "BN-x5-Sigmoid reaches 69.8% on ImageNet; Inception with sigmoid never beats 1/1000 "
             "(Sec. 4.2.2)", stats.verdict(iv), "activation_sweep_curves.png",
-            stats.evidence(iv, stats.rule_single("best test accuracy with runs_lib.BN - without",
+            stats.evidence(iv, stats.rule_single("best test accuracy with BN - without",
                                                  expect_text="above zero"))))
     sat = [(a, d) for a in acts if a in ("sigmoid", "tanh") for d in depths]
     if sat:
@@ -285,14 +285,14 @@ def claims(runs: list[dict]) -> list[dict]:
         iv = stats.paired(count[runs_lib.BN], count[runs_lib.NO_BN])
         out.append(runs_lib.row(
             "activation_sweep.saturating_nonlinearities_train_with_bn",
-            "runs_lib.BN makes networks with saturating nonlinearities trainable", "IS Sec. 1",
+            "BN makes networks with saturating nonlinearities trainable", "IS Sec. 1",
             f"of {len(sat)} sigmoid/tanh settings (depths {depths}), per seed reaching the target: "
-            f"runs_lib.BN {stats.mean_std(count[runs_lib.BN].values(), 3)}, no runs_lib.BN {stats.mean_std(count[runs_lib.NO_BN].values(), 3)}; "
+            f"BN {stats.mean_std(count[runs_lib.BN].values(), 3)}, no BN {stats.mean_std(count[runs_lib.NO_BN].values(), 3)}; "
             f"difference {stats.fmt(iv)}",
-            "saturating nonlinearities become usable because runs_lib.BN keeps their inputs out of the "
+            "saturating nonlinearities become usable because BN keeps their inputs out of the "
             "saturated regime (Sec. 1, Sec. 3.3)", stats.verdict(iv), "activation_sweep_curves.png",
             stats.evidence(iv, stats.rule_single(
-                "number of sigmoid/tanh settings reaching the target with runs_lib.BN - without",
+                "number of sigmoid/tanh settings reaching the target with BN - without",
                 expect_text="above zero"))))
     if "sigmoid" in acts:
         ivs, parts = [], []
@@ -303,16 +303,16 @@ def claims(runs: list[dict]) -> list[dict]:
             iv = stats.paired({s: _mean_over_layers(no[s], "mean_saturation_layer") for s in both},
                               {s: _mean_over_layers(bn[s], "mean_saturation_layer") for s in both})
             ivs.append(iv)
-            parts.append(f"{d} layers: {len(both)} pairs where both trained, no runs_lib.BN - runs_lib.BN {stats.fmt(iv)}")
+            parts.append(f"{d} layers: {len(both)} pairs where both trained, no BN - BN {stats.fmt(iv)}")
         verdict, _ = stats.verdict_over(ivs)
         out.append(runs_lib.row(
             "activation_sweep.bn_reduces_saturation",
-            "runs_lib.BN keeps sigmoid inputs out of the saturated regime", "IS Sec. 1, Sec. 3.3",
+            "BN keeps sigmoid inputs out of the saturated regime", "IS Sec. 1, Sec. 3.3",
             "mean share of sigmoid pre-activations with |x| > 4 over training: " + "; ".join(parts),
             "stated, no numbers: normalization keeps the nonlinearity inputs from getting stuck in "
             "the saturated regime (Sec. 1)", verdict, "activation_sweep_saturation.png",
             stats.evidence(stats.interval(iv.mean for iv in ivs if iv.mean is not None),
-                           stats.rule_over("saturated share without runs_lib.BN - with runs_lib.BN (pairs where both "
+                           stats.rule_over("saturated share without BN - with BN (pairs where both "
                                            "runs trained)", "depth", expect_text="above zero")
                            + " Effect and interval: over depths.", seeds=nseeds)))
     ivs, parts = [], []
@@ -322,20 +322,20 @@ def claims(runs: list[dict]) -> list[dict]:
             iv = stats.paired({s: _mean_over_layers(r, "mean_ics_w1_layer") for s, r in no.items()},
                               {s: _mean_over_layers(r, "mean_ics_w1_layer") for s, r in bn.items()})
             ivs.append(iv)
-            parts.append(f"{a}/{d}: no runs_lib.BN - runs_lib.BN {stats.fmt(iv)}")
+            parts.append(f"{a}/{d}: no BN - BN {stats.fmt(iv)}")
     need = stats.HEADLINE_SEEDS
     verdict, counts = stats.verdict_over(ivs, min_seeds=need)
     out.append(runs_lib.row(
         "activation_sweep.bn_reduces_internal_covariate_shift",
-        "runs_lib.BN reduces internal covariate shift: each layer's input distribution moves less during "
+        "BN reduces internal covariate shift: each layer's input distribution moves less during "
         "training", "IS title, Sec. 1-2; disputed by ST Sec. 2",
         "W1 distance between a layer's test-set pre-activation distributions (running statistics) "
         "at consecutive evaluations, mean over layers and evaluations: " + "; ".join(parts)
         + stats.seeds_note(nseeds, need),
-        "the paper's premise (Sec. 2, Fig. 1b,c); Santurkar et al. (Sec. 2) find runs_lib.BN does not "
+        "the paper's premise (Sec. 2, Fig. 1b,c); Santurkar et al. (Sec. 2) find BN does not "
         "necessarily reduce it", verdict, "activation_sweep_drift.png",
         stats.evidence(stats.interval(iv.mean for iv in ivs if iv.mean is not None),
-                       stats.rule_over("mean W1 drift without runs_lib.BN - with runs_lib.BN", "setting",
+                       stats.rule_over("mean W1 drift without BN - with BN", "setting",
                                        expect_text="above zero", min_seeds=need)
                        + " Effect and interval: over settings.", seeds=nseeds)))
     return out

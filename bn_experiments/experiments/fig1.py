@@ -291,11 +291,11 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
 
 # ------------------------------------------------------------------------------------ claims
 
-PAPER_FIG1A = ("Fig. 1(a), read off the plot: with runs_lib.BN ~0.953 at ~4K steps vs 0.71-0.79 without; "
+PAPER_FIG1A = ("Fig. 1(a), read off the plot: with BN ~0.953 at ~4K steps vs 0.71-0.79 without; "
                "0.966 vs 0.926 at 10K; end ~0.982 vs ~0.972 (60K MNIST images)")
-PAPER_FIG1BC = ("Fig. 1(b,c): without runs_lib.BN the median swings to about +1.0 early and drifts; with runs_lib.BN "
+PAPER_FIG1BC = ("Fig. 1(b,c): without BN the median swings to about +1.0 early and drifts; with BN "
                 "it stays near 0 and the 15-85 band widens slowly (-1.2..+1.3 to -1.9..+2.0)")
-# "runs_lib.BN reaches a target sooner" is measured at every target from 80% to 99% of the run pair's
+# "BN reaches a target sooner" is measured at every target from 80% to 99% of the run pair's
 # ceiling, so the verdict does not hang on one threshold.
 FRACTIONS = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))
 
@@ -337,7 +337,7 @@ def late_accuracy(run: dict, share: float = 0.1) -> float | None:
 
 
 def speedup(bn: dict, no: dict, fraction: float) -> float | None:
-    """log2(steps without runs_lib.BN / steps with runs_lib.BN) to reach `fraction` of the pair's ceiling (the lower
+    """log2(steps without BN / steps with BN) to reach `fraction` of the pair's ceiling (the lower
     of the two runs' best test accuracies, so both reach every target)."""
     best = [r["final"].get("max_test_accuracy") for r in (bn, no)]
     if not all(runs_lib.finite(b) for b in best):
@@ -354,9 +354,9 @@ def claims(runs: list[dict], *, experiment: str = "fig1", figure: str = "fig1a_t
 
     Headline claims: a firm verdict needs `stats.HEADLINE_SEEDS` seeds; one seed is an
     illustration. The rules, in each row's evidence: trains faster -- at each of 20 targets from
-    80% to 99% of the pair's ceiling, the paired log2 ratio of steps (without / with runs_lib.BN), counted
+    80% to 99% of the pair's ceiling, the paired log2 ratio of steps (without / with BN), counted
     by `stats.verdict_over`; higher accuracy -- paired difference of the late test accuracy;
-    stabilizes the sigmoid input -- paired difference of `drift` (without minus with runs_lib.BN).
+    stabilizes the sigmoid input -- paired difference of `drift` (without minus with BN).
     """
     pair = runs_lib.arms(runs)
     if pair is None:
@@ -373,44 +373,44 @@ def claims(runs: list[dict], *, experiment: str = "fig1", figure: str = "fig1a_t
                        {s: no[s]["final"].get("auc_test_accuracy") for s in seeds})
     src = "IS Sec. 4.1, Fig. 1(a)"
     out = [runs_lib.row(
-        f"{experiment}.bn_trains_faster", "runs_lib.BN reaches a given test accuracy in far fewer steps", src,
+        f"{experiment}.bn_trains_faster", "BN reaches a given test accuracy in far fewer steps", src,
         f"{len(seeds)} seed(s); at {len(FRACTIONS)} targets from 80% to 99% of each pair's ceiling, "
-        f"runs_lib.BN significantly sooner at {counts['agree']}, later at {counts['oppose']}, inside the "
+        f"BN significantly sooner at {counts['agree']}, later at {counts['oppose']}, inside the "
         f"noise at {counts['noise']}, too few seeds at {counts['too_few_seeds']}; mean over targets "
-        f"of log2(steps without runs_lib.BN / with runs_lib.BN): {stats.fmt(mean_speed)}; area under the test "
-        f"accuracy curve, runs_lib.BN minus no runs_lib.BN: {stats.fmt(auc)}{stats.seeds_note(len(seeds), need)}",
+        f"of log2(steps without BN / with BN): {stats.fmt(mean_speed)}; area under the test "
+        f"accuracy curve, BN minus no BN: {stats.fmt(auc)}{stats.seeds_note(len(seeds), need)}",
         PAPER_FIG1A, verdict, figure,
         stats.evidence(mean_speed, stats.rule_over(
-            "log2(steps to the target without runs_lib.BN / with runs_lib.BN)", "target",
-            expect_text="above zero (runs_lib.BN sooner)", min_seeds=need), seeds=len(seeds)))]
+            "log2(steps to the target without BN / with BN)", "target",
+            expect_text="above zero (BN sooner)", min_seeds=need), seeds=len(seeds)))]
 
     late = {s: late_accuracy(bn[s]) for s in seeds}, {s: late_accuracy(no[s]) for s in seeds}
     iv = stats.paired(*late)
     out.append(runs_lib.row(
-        f"{experiment}.bn_higher_accuracy", "runs_lib.BN reaches a higher test accuracy", src,
-        f"mean test accuracy over the last 10% of training: runs_lib.BN {stats.mean_std(late[0].values())}, "
-        f"no runs_lib.BN {stats.mean_std(late[1].values())}; paired difference {stats.fmt(iv)}"
+        f"{experiment}.bn_higher_accuracy", "BN reaches a higher test accuracy", src,
+        f"mean test accuracy over the last 10% of training: BN {stats.mean_std(late[0].values())}, "
+        f"no BN {stats.mean_std(late[1].values())}; paired difference {stats.fmt(iv)}"
         f"{stats.seeds_note(len(seeds), need)}",
         PAPER_FIG1A, stats.verdict(iv, min_seeds=need),
         figure,
         stats.evidence(iv, stats.rule_single(
-            "late test accuracy with runs_lib.BN - without (mean over the last 10% of evaluations)",
+            "late test accuracy with BN - without (mean over the last 10% of evaluations)",
             expect_text="above zero", min_seeds=need), seeds=len(seeds))))
 
     d = {s: drift(bn[s]) for s in seeds}, {s: drift(no[s]) for s in seeds}
     iv = stats.paired(d[1], d[0])
     out.append(runs_lib.row(
         f"{experiment}.bn_stabilizes_sigmoid_input",
-        "runs_lib.BN keeps the distribution of a sigmoid's input stable over training",
+        "BN keeps the distribution of a sigmoid's input stable over training",
         "IS Sec. 4.1, Fig. 1(b,c)",
         f"drift of the tracked last-layer units' test-set median + 15-85 band after 5% of "
-        f"training: runs_lib.BN {stats.mean_std(d[0].values())}, no runs_lib.BN {stats.mean_std(d[1].values())}; "
-        f"paired difference (no runs_lib.BN - runs_lib.BN) {stats.fmt(iv)}{stats.seeds_note(len(seeds), need)}",
+        f"training: BN {stats.mean_std(d[0].values())}, no BN {stats.mean_std(d[1].values())}; "
+        f"paired difference (no BN - BN) {stats.fmt(iv)}{stats.seeds_note(len(seeds), need)}",
         PAPER_FIG1BC, stats.verdict(iv, min_seeds=need), figure,
         stats.evidence(iv, stats.rule_single(
-            "drift without runs_lib.BN - drift with runs_lib.BN (range of the median plus range of the 15-85 band "
+            "drift without BN - drift with BN (range of the median plus range of the 15-85 band "
             "of the tracked units' test-set pre-activations after 5% of training)",
-            expect_text="above zero (runs_lib.BN drifts less)", min_seeds=need), seeds=len(seeds))))
+            expect_text="above zero (BN drifts less)", min_seeds=need), seeds=len(seeds))))
     return out
 
 

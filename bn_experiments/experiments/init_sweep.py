@@ -33,7 +33,7 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
 # ------------------------------------------------------------------------------------ claims
 
 def claims(runs: list[dict]) -> list[dict]:
-    """Rule (in the evidence): per seed, the number of init stds that reach the target with runs_lib.BN
+    """Rule (in the evidence): per seed, the number of init stds that reach the target with BN
     minus without; a headline claim (5 seeds)."""
     if runs_lib.arms(runs) is None:
         return []
@@ -41,15 +41,15 @@ def claims(runs: list[dict]) -> list[dict]:
     iv = stats.paired(runs_lib.count_reaching(bn), runs_lib.count_reaching(no))
     need = stats.HEADLINE_SEEDS
     return [runs_lib.row(
-        "init_sweep.bn_less_careful_init", "With runs_lib.BN one can be less careful about initialization",
+        "init_sweep.bn_less_careful_init", "With BN one can be less careful about initialization",
         "IS abstract, Sec. 3.3",
-        f"init stds that train (a majority of seeds reach the target): runs_lib.BN {runs_lib.majority_range(bn, 'model.init_std')}; "
-        f"no runs_lib.BN {runs_lib.majority_range(no, 'model.init_std')}; per seed, count with runs_lib.BN minus without: {stats.fmt(iv)}"
+        f"init stds that train (a majority of seeds reach the target): BN {runs_lib.majority_range(bn, 'model.init_std')}; "
+        f"no BN {runs_lib.majority_range(no, 'model.init_std')}; per seed, count with BN minus without: {stats.fmt(iv)}"
         + stats.seeds_note(iv.n, need),
-        "stated, no numbers; Sec. 3.3: runs_lib.BN(Wu) = runs_lib.BN((aW)u), so the output does not depend on the "
+        "stated, no numbers; Sec. 3.3: BN(Wu) = BN((aW)u), so the output does not depend on the "
         "weights' scale", stats.verdict(iv, min_seeds=need), "init_sweep_accuracy.png",
         stats.evidence(iv, stats.rule_single(
-            "number of init stds (of the grid) reaching the target with runs_lib.BN - without",
+            "number of init stds (of the grid) reaching the target with BN - without",
             expect_text="above zero", min_seeds=need)))]
 
 

@@ -167,7 +167,7 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
 
 def claims(runs: list[dict]) -> list[dict]:
     """Rule (in the evidence): per seed, the number of (learning rate, init std) cells reaching the
-    target with runs_lib.BN minus without."""
+    target with BN minus without."""
     if runs_lib.arms(runs) is None:
         return []
     bn, no = runs_lib.select(runs, model__norm=runs_lib.BN), runs_lib.select(runs, model__norm=runs_lib.NO_BN)
@@ -175,14 +175,14 @@ def claims(runs: list[dict]) -> list[dict]:
     cells = len(bn) // max(len({runs_lib.cfg(r, "seed") for r in bn}), 1)
     return [runs_lib.row(
         "lr_init_grid.bn_trains_over_more_of_the_plane",
-        "With runs_lib.BN, many more (learning rate, init scale) pairs train", "IS abstract, Sec. 3.3",
+        "With BN, many more (learning rate, init scale) pairs train", "IS abstract, Sec. 3.3",
         f"pairs reaching the target within {runs_lib.cfg(runs[0], 'steps'):,} steps, of {cells}, per seed: "
-        f"runs_lib.BN {stats.mean_std(runs_lib.count_reaching(bn).values(), 3)}, no runs_lib.BN "
+        f"BN {stats.mean_std(runs_lib.count_reaching(bn).values(), 3)}, no BN "
         f"{stats.mean_std(runs_lib.count_reaching(no).values(), 3)}; difference {stats.fmt(iv)}",
         "higher learning rates and less careful initialization (abstract)",
         stats.verdict(iv), "lr_init_grid_heatmap.png",
         stats.evidence(iv, stats.rule_single(
-            "number of (learning rate, init std) cells reaching the target with runs_lib.BN - without",
+            "number of (learning rate, init std) cells reaching the target with BN - without",
             expect_text="above zero")))]
 
 

@@ -34,10 +34,10 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
 
 def claims(runs: list[dict]) -> list[dict]:
     """Rules (in each row's evidence): higher learning rates -- per activation, paired by seed,
-    log10 of the largest learning rate that reaches the target with runs_lib.BN over without, counted by
+    log10 of the largest learning rate that reaches the target with BN over without, counted by
     `stats.verdict_over` (a headline claim: 5 seeds); a significant ratio below the paper's 5x
-    (runs_lib.BN-x5) makes it partly reproduced. Divergence -- per seed, the number of runs whose loss or
-    gradients went non-finite, without runs_lib.BN minus with runs_lib.BN."""
+    (BN-x5) makes it partly reproduced. Divergence -- per seed, the number of runs whose loss or
+    gradients went non-finite, without BN minus with BN."""
     if runs_lib.arms(runs) is None:
         return []
     lrs = runs_lib.values(runs, "learning_rate")
@@ -53,7 +53,7 @@ def claims(runs: list[dict]) -> list[dict]:
             per_seed.setdefault(s, []).append(log_ratio.get(s))
         ivs.append(iv)
         ratios.append(10 ** iv.mean if iv.mean is not None else None)
-        parts.append(f"{act}: largest lr that trains with runs_lib.BN {stats.mean_std(bn.values(), 3)}, "
+        parts.append(f"{act}: largest lr that trains with BN {stats.mean_std(bn.values(), 3)}, "
                      f"without {stats.mean_std(no.values(), 3)}; log10 ratio {stats.fmt(iv)}")
     verdict, counts = stats.verdict_over(ivs, min_seeds=need)
     if verdict == stats.REPRODUCED and any(r is not None and r < 5 for r in ratios):
@@ -61,15 +61,15 @@ def claims(runs: list[dict]) -> list[dict]:
     pooled = stats.interval(np.mean(v) if None not in v else None for v in per_seed.values())
     target = runs_lib.cfg(runs[0], "target_accuracy")
     out.append(runs_lib.row(
-        "lr_sweep.bn_allows_higher_lr", "runs_lib.BN allows much higher learning rates",
+        "lr_sweep.bn_allows_higher_lr", "BN allows much higher learning rates",
         "IS abstract, Sec. 3.3, Sec. 4.2.2",
         "; ".join(parts) + f" (trains = reaches {target:.0%}; grid step {runs_lib.grid_step(lrs):.3g}x)"
         + stats.seeds_note(len(seeds), need),
-        "runs_lib.BN-x5 and runs_lib.BN-x30 train Inception at 5x and 30x its learning rate; the same 5x rate drove "
+        "BN-x5 and BN-x30 train Inception at 5x and 30x its learning rate; the same 5x rate drove "
         "plain Inception's parameters to machine infinity (Sec. 4.2.1-4.2.2)",
         verdict, "lr_sweep_accuracy.png",
         stats.evidence(pooled, stats.rule_over(
-            "log10(largest learning rate reaching the target with runs_lib.BN / without)", "activation",
+            "log10(largest learning rate reaching the target with BN / without)", "activation",
             expect_text="above zero", min_seeds=need)
             + " A reproduced verdict whose ratio is below the paper's 5x becomes partly reproduced.",
             seeds=len(seeds))))
@@ -81,15 +81,15 @@ def claims(runs: list[dict]) -> list[dict]:
     size = len(runs_lib.select(runs, model__norm=runs_lib.BN))
     out.append(runs_lib.row(
         "lr_sweep.bn_prevents_divergence",
-        "runs_lib.BN keeps large learning rates from blowing up the model", "IS Sec. 3.3",
-        f"runs that diverged: runs_lib.BN {total[runs_lib.BN]}/{size}, no runs_lib.BN {total[runs_lib.NO_BN]}/{len(runs_lib.select(runs, model__norm=runs_lib.NO_BN))}; "
-        f"per seed, diverged without runs_lib.BN minus with runs_lib.BN: {stats.fmt(iv)}",
-        "without runs_lib.BN, large learning rates grow the parameters until the model explodes; runs_lib.BN makes "
+        "BN keeps large learning rates from blowing up the model", "IS Sec. 3.3",
+        f"runs that diverged: BN {total[runs_lib.BN]}/{size}, no BN {total[runs_lib.NO_BN]}/{len(runs_lib.select(runs, model__norm=runs_lib.NO_BN))}; "
+        f"per seed, diverged without BN minus with BN: {stats.fmt(iv)}",
+        "without BN, large learning rates grow the parameters until the model explodes; BN makes "
         "back-propagation invariant to parameter scale (Sec. 3.3)",
         stats.verdict(iv), "lr_sweep_accuracy.png",
         stats.evidence(iv, stats.rule_single(
             "number of diverged runs (loss or gradients non-finite) over the seed's grid points "
-            "without runs_lib.BN - with runs_lib.BN", expect_text="above zero"))))
+            "without BN - with BN", expect_text="above zero"))))
     return out
 
 
