@@ -271,3 +271,17 @@ def test_population_state_of_an_nhwc_family_averages_over_batch_and_space(tiny):
     np.testing.assert_allclose(pop["bn"][0]["mean"], z.mean(1).mean(0), rtol=1e-4, atol=1e-6)
     m = 8 * 5 * 5
     np.testing.assert_allclose(pop["bn"][0]["var"], m / (m - 1) * z.var(1).mean(0), rtol=1e-3)
+
+
+def test_bn_and_no_bn_arms_share_their_initial_weights_for_pairing():
+    """Claims pair BN and no-BN runs by seed: the same seed must give both the same W draws."""
+    family = models.get("mlp")
+    base = models.default_config("mlp")
+    params = {}
+    for norm in ("none", "batchnorm"):
+        base.norm = norm
+        cfg = family.make_config(base, (28, 28, 1))
+        params[norm], _ = family.init(jax.random.key(3), cfg, {"init_std": 0.1})
+    for a, b in zip(params["none"]["hidden"], params["batchnorm"]["hidden"]):
+        np.testing.assert_array_equal(a["w"], b["w"])
+    np.testing.assert_array_equal(params["none"]["output"]["w"], params["batchnorm"]["output"]["w"])
