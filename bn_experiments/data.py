@@ -46,6 +46,8 @@ _EMBEDDED_RELPATH = ("assets", "mnist_embedded.npz")
 
 SOURCES = (
     "mnist_embedded",
+    "mnist",
+    "mnist:<dir>",
     "idx:<dir>",
     "tfds:<name>",
     "synthetic",
@@ -128,6 +130,8 @@ def load(source: str = "mnist_embedded", *, standardize: bool = False) -> Datase
         raise DataError(f"data source must be a string, got {source!r}; valid forms: {', '.join(SOURCES)}")
     if source == "mnist_embedded":
         ds = _load_mnist_embedded()
+    elif source == "mnist" or source.startswith("mnist:"):
+        ds = _load_official_mnist(source.partition(":")[2])
     elif source.startswith("idx:"):
         ds = _load_idx(source[len("idx:"):])
     elif source.startswith("tfds:"):
@@ -351,6 +355,17 @@ def _load_idx(dirname: str) -> Dataset:
         y_test=labels["y_test"],
         num_classes=num_classes,
     )
+
+
+def _load_official_mnist(dirname: str) -> Dataset:
+    """The official MNIST, verified (and downloaded when missing) by `bn_experiments.mnist`."""
+    from bn_experiments import mnist
+
+    try:
+        directory = mnist.ensure(dirname or None)
+    except mnist.MnistError as err:
+        raise DataError(str(err)) from None
+    return dataclasses.replace(_load_idx(str(directory)), name="mnist")
 
 
 # ---------------------------------------------------------------------------- tfds
