@@ -33,9 +33,11 @@ __all__ = [
     "Dataset",
     "MNIST_EMBEDDED_SHA256",
     "SOURCES",
+    "WHITENINGS",
     "batch_indices",
     "load",
     "to_device",
+    "whitened",
 ]
 
 #: sha256 of bn_experiments/assets/mnist_embedded.npz as written by
@@ -53,6 +55,8 @@ SOURCES = (
     "synthetic",
     "synthetic:<n_train>",
     "synthetic:<n_train>:<n_test>",
+    "validation:<n>:<source>",
+    "test_subset:<n>:<source>",
 )
 
 _IDX_FILES = {
@@ -88,6 +92,7 @@ class Dataset:
     num_classes: int = 10
     pixel_mean: float = 0.0
     pixel_std: float = 1.0
+    whitening: str = "none"  # the transform of `whitened` applied to both splits
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -119,13 +124,20 @@ class Dataset:
 # ---------------------------------------------------------------------------- public API
 
 
-def load(source: str = "mnist_embedded", *, standardize: bool = False) -> Dataset:
+def load(source: str = "mnist_embedded", *, standardize: bool = False,
+         whiten: str = "none") -> Dataset:
     """Load ``source`` as numpy arrays; see :data:`SOURCES` for the accepted forms.
 
     ``standardize=True`` subtracts the training-set mean pixel and divides by the
     training-set pixel std (scalars, so test statistics never leak into training),
-    applied to both splits.
+    applied to both splits.  ``whiten`` (one of :data:`WHITENINGS`, see :func:`whitened`)
+    transforms the inputs with statistics of the training split instead; it cannot be
+    combined with ``standardize``.
     """
+    if whiten not in WHITENINGS:
+        raise DataError(f"whiten={whiten!r} is unknown; use one of {', '.join(WHITENINGS)}")
+    if standardize and whiten != "none":
+        raise DataError(f"whiten={whiten!r} and standardize=True: choose one input transform")
     if not isinstance(source, str):
         raise DataError(f"data source must be a string, got {source!r}; valid forms: {', '.join(SOURCES)}")
     if source == "mnist_embedded":
@@ -138,8 +150,12 @@ def load(source: str = "mnist_embedded", *, standardize: bool = False) -> Datase
         ds = _load_tfds(source[len("tfds:"):])
     elif source == "synthetic" or source.startswith("synthetic:"):
         ds = _load_synthetic(source)
+    elif source.startswith(("validation:", "test_subset:")):
+        ds = _load_subset(source)
     else:
         raise DataError(f"unknown data source {source!r}; valid forms: {', '.join(SOURCES)}")
+    if whiten != "none":
+        return whitened(ds, whiten)
     return _standardize(ds) if standardize else ds
 
 
@@ -227,6 +243,56 @@ def _labels_to_int32(y: np.ndarray, num_classes: int, where: str) -> np.ndarray:
         raise DataError(f"{where}: labels must be in [0, {num_classes}), got range "
                         f"[{y.min()}, {y.max()}]; the file is corrupt or not a label file")
     return y.astype(np.int32)
+
+
+#: Input transforms of :func:`whitened`, by name ("none" leaves the pixels as they are).
+WHITENINGS = ("none", "standardize", "pca", "zca")
+#: Added to every variance / eigenvalue before dividing by its square root, so directions in
+#: which the training pixels hardly vary (MNIST's constant border pixels, its hundreds of
+#: near-empty principal directions) are not blown up to unit variance. Pixels are in [0, 1], the
+#: largest MNIST pixel variance is about 0.2 and its top eigenvalue about 5.
+WHITEN_EPSILON = 1e-3
+
+
+def whitened(ds: Dataset, kind: str, epsilon: float = WHITEN_EPSILON) -> Dataset:
+    """``ds`` with its inputs transformed by statistics of the training split (both splits).
+
+    The transforms LeCun et al. (1998) and Wiesler & Ney (2011) compare, which Ioffe & Szegedy
+    (Sec. 2) cite for "training converges faster if its inputs are whitened": with x the
+    flattened image, mu and C the training mean and covariance, C = V diag(lam) V^T,
+
+    - ``standardize``: per pixel, (x - mu) / sqrt(var + epsilon) (zero mean, unit variance,
+      still correlated; unlike ``load(standardize=True)``, which uses one scalar mean and std);
+    - ``pca``: (x - mu) V diag(lam + epsilon)^-1/2: decorrelated and scaled, in the principal
+      axes (largest variance first; each axis's sign fixed so its largest entry is positive), so
+      the result is no longer an image: only for models that flatten their input;
+    - ``zca``: the same, rotated back, (x - mu) V diag(lam + epsilon)^-1/2 V^T: the whitened
+      input closest to the original, still an image.
+
+    Computed in float64 and returned as float32 of the original shape.
+    """
+    if kind not in WHITENINGS:
+        raise DataError(f"whiten={kind!r} is unknown; use one of {', '.join(WHITENINGS)}")
+    if kind == "none":
+        return ds
+    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1)  # noqa: E731
+    x = flat(ds.x_train)
+    mean = x.mean(0)
+    if kind == "standardize":
+        scale = 1.0 / np.sqrt(x.var(0) + epsilon)
+        transform = lambda a: (flat(a) - mean) * scale  # noqa: E731
+    else:
+        centered = x - mean
+        lam, vecs = np.linalg.eigh(centered.T @ centered / x.shape[0])
+        lam, vecs = np.maximum(lam[::-1], 0.0), vecs[:, ::-1]
+        rows = np.argmax(np.abs(vecs), axis=0)
+        vecs = vecs * np.sign(vecs[rows, np.arange(vecs.shape[1])])
+        matrix = vecs / np.sqrt(lam + epsilon)
+        if kind == "zca":
+            matrix = matrix @ vecs.T
+        transform = lambda a: (flat(a) - mean) @ matrix  # noqa: E731
+    out = lambda a: transform(a).astype(np.float32).reshape(a.shape)  # noqa: E731
+    return dataclasses.replace(ds, x_train=out(ds.x_train), x_test=out(ds.x_test), whitening=kind)
 
 
 def _standardize(ds: Dataset) -> Dataset:
@@ -366,6 +432,37 @@ def _load_official_mnist(dirname: str) -> Dataset:
     except mnist.MnistError as err:
         raise DataError(str(err)) from None
     return dataclasses.replace(_load_idx(str(directory)), name="mnist")
+
+
+# ---------------------------------------------------------------------------- subsets
+
+
+def _load_subset(source: str) -> Dataset:
+    """``validation:<n>:<source>``: ``<source>`` with ``n`` of its training examples held out as
+    the evaluation split (for selecting hyperparameters without touching the test set);
+    ``test_subset:<n>:<source>``: ``<source>`` evaluated on ``n`` of its test examples (cheaper
+    evaluations, e.g. for conv nets on a CPU). Both draw the examples with a fixed permutation
+    (numpy seed 0), so every run sees the same split; the kept examples stay in their order.
+    """
+    kind, _, rest = source.partition(":")
+    num, sep, inner = rest.partition(":")
+    n = int(num) if num.isdigit() else 0
+    if not sep or n < 1 or not inner:
+        raise DataError(f"data source {source!r}: use '{kind}:<n>:<source>' with a positive "
+                        f"integer n, e.g. '{kind}:5000:idx:../data/mnist'")
+    ds = load(inner)
+    split = "train" if kind == "validation" else "test"
+    size = getattr(ds, f"num_{split}")
+    if n > size or (split == "train" and n == size):
+        raise DataError(f"data source {source!r}: n={n} is too large for the {size} {split} "
+                        f"examples of {inner!r}; use a smaller n")
+    order = np.random.default_rng(0).permutation(size)
+    pick, rest_idx = np.sort(order[:n]), np.sort(order[n:])
+    if split == "test":
+        return dataclasses.replace(ds, name=source, x_test=ds.x_test[pick], y_test=ds.y_test[pick])
+    return dataclasses.replace(ds, name=source, x_train=ds.x_train[rest_idx],
+                               y_train=ds.y_train[rest_idx], x_test=ds.x_train[pick],
+                               y_test=ds.y_train[pick])
 
 
 # ---------------------------------------------------------------------------- tfds

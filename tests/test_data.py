@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -103,6 +104,77 @@ def test_standardize(embedded):
     np.testing.assert_allclose(ds.x_test, expected, atol=1e-5)
     np.testing.assert_array_equal(ds.y_test, embedded.y_test)
     assert embedded.pixel_mean == 0.0 and embedded.pixel_std == 1.0
+
+
+def _correlated(n=4000, seed=0) -> Dataset:
+    """Full-rank correlated inputs (8x8 images, pixel covariance far from diagonal)."""
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(64, 64)) * np.linspace(0.05, 2.0, 64)
+    x = (rng.normal(size=(n + 500, 64)) @ mix + 3.0).astype(np.float32).reshape(-1, 8, 8, 1)
+    y = rng.integers(0, 10, n + 500).astype(np.int32)
+    return Dataset("correlated", x[:n], y[:n], x[n:], y[n:])
+
+
+def _cov(x):
+    return np.cov(np.asarray(x, np.float64).reshape(len(x), -1), rowvar=False, bias=True)
+
+
+@pytest.mark.parametrize("kind", ["pca", "zca"])
+def test_whitened_training_inputs_have_identity_covariance(kind):
+    ds = _correlated()
+    out = data.whitened(ds, kind, epsilon=0.0)
+    assert out.whitening == kind and out.x_train.shape == ds.x_train.shape
+    assert out.x_train.dtype == np.float32
+    np.testing.assert_allclose(out.x_train.reshape(len(ds.x_train), -1).mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(_cov(out.x_train), np.eye(64), atol=1e-3)
+    assert np.abs(_cov(ds.x_train) - np.diag(np.diag(_cov(ds.x_train)))).max() > 1.0
+
+
+def test_zca_is_symmetric_and_closest_to_the_input_pca_is_its_rotation():
+    ds = _correlated()
+    zca, pca = (data.whitened(ds, k, epsilon=0.0) for k in ("zca", "pca"))
+    flat = lambda d: np.asarray(d.x_train, np.float64).reshape(len(d.x_train), -1)  # noqa: E731
+    centered = flat(ds) - flat(ds).mean(0)
+    w = np.linalg.lstsq(centered, flat(zca), rcond=None)[0]  # the linear map ZCA applied
+    np.testing.assert_allclose(w, w.T, atol=1e-3)
+    assert np.linalg.norm(flat(zca) - centered) < np.linalg.norm(flat(pca) - centered)
+    # PCA is ZCA rotated: every whitened example keeps its length
+    np.testing.assert_allclose(np.linalg.norm(flat(pca), axis=1), np.linalg.norm(flat(zca), axis=1),
+                               rtol=1e-3)
+
+
+def test_whitening_uses_training_statistics_and_epsilon_damps_flat_directions():
+    ds = _correlated()
+    out = data.whitened(ds, "zca", epsilon=0.0)
+    test = np.asarray(out.x_test, np.float64).reshape(len(ds.x_test), -1)
+    assert np.abs(test.mean(0)).max() > 1e-3  # not re-centered on the test split
+    other_test = dataclasses.replace(ds, x_test=ds.x_test[::-1] * 2)
+    np.testing.assert_array_equal(data.whitened(other_test, "zca", epsilon=0.0).x_train, out.x_train)
+    std = data.whitened(ds, "standardize", epsilon=0.0)
+    flat = np.asarray(std.x_train, np.float64).reshape(len(ds.x_train), -1)
+    np.testing.assert_allclose(flat.std(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(flat.mean(0), 0.0, atol=1e-4)
+    assert np.abs(_cov(std.x_train) - np.eye(64)).max() > 0.1  # standardized, still correlated
+    # A constant pixel stays 0 instead of dividing by zero; epsilon shrinks small variances.
+    const = Dataset("c", np.zeros((10, 2, 2, 1), np.float32), np.zeros(10, np.int32),
+                    np.ones((3, 2, 2, 1), np.float32), np.zeros(3, np.int32))
+    for kind in ("standardize", "pca", "zca"):
+        out = data.whitened(const, kind)
+        assert np.all(out.x_train == 0) and np.all(np.isfinite(out.x_test))
+    damped = data.whitened(ds, "pca", epsilon=1e6)
+    assert float(np.asarray(damped.x_train).std()) < 0.1
+
+
+def test_load_whiten_none_is_unchanged_and_bad_input_is_refused(embedded):
+    plain = data.load("mnist_embedded", whiten="none")
+    np.testing.assert_array_equal(plain.x_train, embedded.x_train)
+    assert plain.whitening == "none" and embedded.whitening == "none"
+    zca = data.load("synthetic:512:64", whiten="zca")
+    assert zca.whitening == "zca" and zca.x_train.shape == (512, 28, 28, 1)
+    with pytest.raises(DataError, match="whiten='pcaa' is unknown"):
+        data.load("synthetic:64:8", whiten="pcaa")
+    with pytest.raises(DataError, match="choose one"):
+        data.load("synthetic:64:8", whiten="zca", standardize=True)
 
 
 def test_determinism(embedded):
@@ -295,9 +367,9 @@ def test_synthetic():
 
 def test_unknown_source():
     with pytest.raises(DataError) as ei:
-        data.load("mnist")
+        data.load("mnist_full")
     msg = str(ei.value)
-    for form in ("mnist_embedded", "idx:<dir>", "tfds:<name>", "synthetic"):
+    for form in ("mnist_embedded", "mnist", "idx:<dir>", "tfds:<name>", "synthetic"):
         assert form in msg
 
 
