@@ -186,6 +186,19 @@ def evidence(iv: Interval | None, rule: str, *, seeds: int | None = None) -> dic
             "rule": rule}
 
 
+def evidence_over(intervals: Iterable[Interval], rule: str, *, seeds: int,
+                  over: str = "settings") -> dict:
+    """The `evidence` of a claim measured over several settings (`verdict_over`): the effect is
+    the mean over settings of each setting's mean paired difference, and there is no single
+    interval (each setting's interval is in the row's measured text; the verdict counts them)."""
+    means = [iv.mean for iv in intervals if iv.mean is not None]
+    return {"seeds": max(int(seeds), 1),
+            "effect": float(f"{math.fsum(means) / len(means):.6g}") if means else None,
+            "ci95": None,
+            "rule": f"{rule} Effect: the mean over {over} of the mean paired difference; each "
+                    f"{over.rstrip('s')}'s 95% interval is in the measured text."}
+
+
 def first_reach(steps, values, target: float) -> int | None:
     """The first step whose value is at least `target` (None if never)."""
     for s, v in zip(steps, values):

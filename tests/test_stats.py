@@ -94,3 +94,11 @@ def test_evidence_row_and_formatting():
     assert stats.mean_std([1.0, 3.0]) == "2 ± 1.4"
     assert stats.first_reach([0, 10, 20], [0.1, None, 0.95], 0.9) == 20
     assert stats.first_reach([0, 10], [0.1, 0.2], 0.9) is None
+
+
+def test_evidence_over_settings_has_an_effect_but_no_single_interval():
+    ivs = [stats.interval([1.0, 1.2, 0.8]), stats.interval([3.0, 3.1, 2.9]), stats.interval([5.0])]
+    ev = stats.evidence_over(ivs, "r.", seeds=3, over="depths")
+    assert ev["effect"] == pytest.approx(3.0) and ev["ci95"] is None and ev["seeds"] == 3
+    assert ev["rule"].startswith("r. Effect: the mean over depths") and "each depth's" in ev["rule"]
+    assert stats.evidence_over([], "r", seeds=0)["effect"] is None

@@ -311,10 +311,9 @@ def claims(runs: list[dict]) -> list[dict]:
             "mean share of sigmoid pre-activations with |x| > 4 over training: " + "; ".join(parts),
             "stated, no numbers: normalization keeps the nonlinearity inputs from getting stuck in "
             "the saturated regime (Sec. 1)", verdict, "activation_sweep_saturation.png",
-            stats.evidence(stats.interval(iv.mean for iv in ivs if iv.mean is not None),
-                           stats.rule_over("saturated share without BN - with BN (pairs where both "
-                                           "runs trained)", "depth", expect_text="above zero")
-                           + " Effect and interval: over depths.", seeds=nseeds)))
+            stats.evidence_over(ivs, stats.rule_over(
+                "saturated share without BN - with BN (pairs where both runs trained)", "depth",
+                expect_text="above zero"), seeds=nseeds, over="depths")))
     ivs, parts = [], []
     for a in acts:
         for d in depths:
@@ -334,10 +333,9 @@ def claims(runs: list[dict]) -> list[dict]:
         + stats.seeds_note(nseeds, need),
         "the paper's premise (Sec. 2, Fig. 1b,c); Santurkar et al. (Sec. 2) find BN does not "
         "necessarily reduce it", verdict, "activation_sweep_drift.png",
-        stats.evidence(stats.interval(iv.mean for iv in ivs if iv.mean is not None),
-                       stats.rule_over("mean W1 drift without BN - with BN", "setting",
-                                       expect_text="above zero", min_seeds=need)
-                       + " Effect and interval: over settings.", seeds=nseeds)))
+        stats.evidence_over(ivs, stats.rule_over("mean W1 drift without BN - with BN", "setting",
+                                                 expect_text="above zero", min_seeds=need),
+                            seeds=nseeds)))
     return out
 
 

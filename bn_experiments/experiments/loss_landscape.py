@@ -158,9 +158,7 @@ def _claim(runs: list[dict], measure_name: str) -> dict:
     paper = ("all three markedly smaller with BN, the gradient change up to ~100x early in "
              "training (ST Sec. 3.1, Fig. 4: VGG on CIFAR-10)")
     return runs_lib.row(f"loss_landscape.{cid}", claim, "ST Sec. 3", measured, paper, verdict,
-                        FIGURE, stats.evidence(stats.interval(iv.mean for iv in intervals),
-                                               rule + " Effect and interval: over settings.",
-                                               seeds=n))
+                        FIGURE, stats.evidence_over(intervals, rule, seeds=n, over="settings"))
 
 
 def claims(runs: list[dict]) -> list[dict]:

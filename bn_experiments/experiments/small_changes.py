@@ -185,8 +185,7 @@ def _claim(runs, cid, claim, measure_name, what, paper) -> dict:
     n = min(len(bn), len(no))
     return runs_lib.row(f"small_changes.{cid}", claim, "IS Sec. 3.3",
                         measured + stats.seeds_note(n, stats.MIN_SEEDS), paper, verdict, FIGURE,
-                        stats.evidence(stats.interval(iv.mean for iv in intervals),
-                                       rule + " Effect and interval: over settings.", seeds=n))
+                        stats.evidence_over(intervals, rule, seeds=n, over="settings"))
 
 
 def claims(runs: list[dict]) -> list[dict]:

@@ -172,9 +172,7 @@ def _claim(runs: list[dict], stat: str) -> dict:
              "distribution than u, the output of another nonlinearity (Sec. 3.2; an argument, "
              "not measured)")
     return runs_lib.row(f"wu_gaussian.{cid}", claim, "IS Sec. 3.2", measured, paper, verdict,
-                        FIGURE, stats.evidence(stats.interval(iv.mean for iv in intervals),
-                                               rule + " Effect and interval: over settings.",
-                                               seeds=seeds))
+                        FIGURE, stats.evidence_over(intervals, rule, seeds=seeds, over="settings"))
 
 
 def claims(runs: list[dict]) -> list[dict]:
