@@ -119,6 +119,7 @@ def test_family_fields_and_static_config():
 @pytest.mark.parametrize("field,value", [
     ("widths", []), ("widths", [3, 0]), ("widths", "abc"), ("activation", "swish"),
     ("norm", "layernorm"), ("init", "xavier"), ("tracked_units", [0, 5]), ("tracked_units", []),
+    ("bn_affine", "no"), ("bn_stop_gradient", 1), ("bn_noise", None),
 ])
 def test_validate_names_the_field(field, value):
     section = {"widths": [5, 5], "activation": "relu", "norm": "none", "init": "gaussian",
@@ -126,3 +127,18 @@ def test_validate_names_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^model\.{field}=") as err:
         mlp.validate(section)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_bn_switches_are_common_config_fields_passed_to_the_mlp():
+    """`model.bn_stop_gradient / bn_affine / bn_noise` reach MLPConfig; their defaults are the
+    plain BN (so existing configs compute the same numbers)."""
+    from bn_experiments import models
+    section = models.default_config("mlp")
+    assert (section.bn_stop_gradient, section.bn_affine, section.bn_noise) == (False, True, False)
+    assert mlp.make_config(section, (28, 28, 1)) == mlp.MLPConfig()
+    section.norm, section.bn_stop_gradient, section.bn_affine, section.bn_noise = \
+        "batchnorm", True, False, True
+    cfg = mlp.make_config(section, (28, 28, 1))
+    assert (cfg.bn_stop_gradient, cfg.bn_affine, cfg.bn_noise, cfg.needs_rng) == (True, False, True, True)
+    params, _ = mlp.init(jax.random.key(0), cfg)
+    assert all("bn" not in layer for layer in params["hidden"])  # no gamma/beta

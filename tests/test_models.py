@@ -110,7 +110,8 @@ def test_registry_lists_the_mlp_and_builds_the_default_model_section():
     section = models.default_config("mlp")
     assert section.to_dict() == default.get_config().model.to_dict()
     assert set(models.COMMON_FIELDS) == {"name", "activation", "norm", "init", "init_std",
-                                         "tracked_units", "bn_momentum", "bn_epsilon"}
+                                         "tracked_units", "bn_momentum", "bn_epsilon",
+                                         "bn_stop_gradient", "bn_affine", "bn_noise"}
     assert set(section.keys()) == set(models.COMMON_FIELDS) | {"widths"}
 
 

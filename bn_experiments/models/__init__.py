@@ -8,7 +8,8 @@ A family (`ModelFamily`) is five pure functions under a name:
 
 - `fields() -> ConfigDict`: the family's OWN config fields (under `model.`) with their defaults,
   each with a comment. The fields every family shares are `common_fields()` (`model.name`,
-  `activation`, `norm`, `init`, `init_std`, `tracked_units`, `bn_momentum`, `bn_epsilon`); the
+  `activation`, `norm`, `init`, `init_std`, `tracked_units`, `bn_momentum`, `bn_epsilon`,
+  `bn_stop_gradient`, `bn_affine`, `bn_noise`); the
   config of a run is `default_config(name)` = both, with the values the config file sets.
 - `validate(model: dict)`: checks the model section (flat, keys without `model.`, tuples as lists)
   beyond the common checks of `config.validate`: the family's own fields, the choices of the
@@ -72,6 +73,15 @@ def common_fields() -> ml_collections.ConfigDict:
     # Running-average momentum and epsilon of BN (Flax conventions).
     f.bn_momentum = 0.99
     f.bn_epsilon = 1e-5
+    # BN ablations (no effect without BN). Stop-gradient batch statistics: the gradient step
+    # ignores that the batch mean and variance depend on the parameters (IS Sec. 2, the
+    # "normalization outside the gradient step").
+    f.bn_stop_gradient = False
+    # BN's learned scale gamma and shift beta (IS Sec. 3); False normalizes only.
+    f.bn_affine = True
+    # Santurkar et al. (2018)'s "noisy BN": random per-unit shift and scale after each BN layer
+    # in training mode (evaluation runs without it).
+    f.bn_noise = False
     return f
 
 

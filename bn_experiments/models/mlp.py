@@ -25,6 +25,8 @@ ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh,
                "identity": lambda x: x}
 NORMS = ("none", "batchnorm")
 INITS = ("gaussian", "lecun", "glorot", "he")
+# The BN ablation switches (common config fields, `models.common_fields`) and their defaults.
+BN_SWITCHES = {"bn_stop_gradient": False, "bn_affine": True, "bn_noise": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,8 @@ class MLPConfig:
     `init_std` is the weight std for `init="gaussian"` (the paper's "small random Gaussian
     values") and a gain on the fan-based std for lecun / glorot / he. It is the default for
     `init`; pass `numbers={"init_std": ...}` to `init` to make it a traced number (sweeps vmap
-    over it). The `bn_*` ablation switches are not config fields: experiments set them in code.
+    over it). The BN ablation switches `bn_stop_gradient`, `bn_affine` and `bn_noise` are the
+    common config fields of the same names (`models.common_fields`).
     """
     input_size: int = 784
     widths: tuple[int, ...] = (100, 100, 100)
@@ -85,6 +88,9 @@ def validate(model: dict) -> None:
     for field, allowed in (("activation", ACTIVATIONS), ("norm", NORMS), ("init", INITS)):
         models.check_choice(model.get(field), f"model.{field}", allowed)
     models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
+    for field, default in BN_SWITCHES.items():
+        value = model.get(field, default)
+        models.check(isinstance(value, bool), f"model.{field}", value, "must be True or False")
 
 
 def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConfig:
@@ -92,7 +98,8 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
     return MLPConfig(
         input_size=math.prod(input_shape), widths=tuple(model.widths), activation=model.activation,
         norm=model.norm, init=model.init, init_std=float(model.init_std),
-        bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon))
+        bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon),
+        **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
 
 
 def _weight_std(kind: str, fan_in: int, fan_out: int):
