@@ -39,7 +39,8 @@ CLAIMS: tuple[Claim, ...] = (
           "IS abstract, Sec. 3.3", ("bn_less_careful_init", "bn_trains_over_more_of_the_plane")),
     Claim("gradient_quality_batch_size",
           "The mini-batch gradient estimates the training-set gradient better as the batch grows",
-          "IS Sec. 1"),
+          "IS Sec. 1", ("minibatch_gradient_error_inverse_sqrt_batch",
+                        "bn_minibatch_gradient_error_inverse_sqrt_batch")),
     Claim("bn_noise_regularizes",
           "An example's BN output depends on its mini-batch; that noise regularizes",
           "IS Sec. 3.4"),
@@ -50,26 +51,30 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("whitened_inputs_converge_faster",
           "Training converges faster when the inputs are whitened", "IS Sec. 2 (LeCun et al.)"),
     Claim("gamma_beta_restore_identity",
-          "The learned scale and shift can restore the un-normalized layer", "IS Sec. 3"),
+          "The learned scale and shift can restore the un-normalized layer", "IS Sec. 3",
+          ("gamma_beta_restore_identity", "trained_bn_stays_away_from_identity",
+           "gamma_beta_add_representation_power")),
     Claim("small_changes_not_amplified",
           "Normalization keeps small parameter changes from amplifying into large changes of "
-          "activations and gradients", "IS Sec. 3.3"),
+          "activations and gradients", "IS Sec. 3.3",
+          ("activation_changes_not_amplified", "gradient_changes_not_amplified")),
     Claim("large_lr_no_explosion",
           "Without BN, large learning rates grow the parameters until the model explodes; with BN "
           "training is independent of the parameters' scale",
           "IS Sec. 3.3", ("bn_prevents_divergence",)),
     Claim("normalization_inside_gradient",
           "Normalization must take part in the gradient step: outside it, the bias and scale grow "
-          "without bound while the loss stays flat", "IS Sec. 2"),
+          "without bound while the loss stays flat", "IS Sec. 2",
+          ("statistics_in_backprop", "parameters_grow_outside_gradient")),
     Claim("full_whitening_expensive",
           "Full whitening inside the gradient step is expensive, hence per-feature "
           "standardization", "IS Sec. 2-3"),
     Claim("wu_more_gaussian",
           "Wu + b is more Gaussian than the layer input u, so it is the better place to normalize",
-          "IS Sec. 3.2"),
+          "IS Sec. 3.2", ("wu_more_symmetric", "wu_closer_to_gaussian_tails", "wu_less_sparse")),
     Claim("jacobian_singular_values",
           "With BN the layer Jacobians have singular values close to 1 (a conjecture)",
-          "IS Sec. 3.3; Yang et al. 2019"),
+          "IS Sec. 3.3; Yang et al. 2019", ("bn_jacobian_singular_values_near_one",)),
     Claim("trains_faster", "BN reaches a given test accuracy in far fewer steps",
           "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_trains_faster",)),
     Claim("higher_accuracy", "BN reaches a higher test accuracy",
@@ -86,11 +91,13 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("gradient_ics", "BN does not reduce (and may increase) the gradient-based internal "
           "covariate shift", "ST Sec. 2.2"),
     Claim("smoother_landscape", "BN makes the loss landscape smoother (loss range, gradient "
-          "predictiveness, effective beta-smoothness)", "ST Sec. 3"),
+          "predictiveness, effective beta-smoothness)", "ST Sec. 3",
+          ("smaller_loss_range", "more_predictive_gradients", "smaller_effective_beta")),
     Claim("lp_normalization", "lp normalizations train as well as BN while their distributions "
           "shift more", "ST Sec. 3.3"),
     Claim("gradient_explosion_at_init", "At initialization, deep BN networks without skip "
-          "connections have gradients that explode with depth", "Yang et al. 2019"),
+          "connections have gradients that explode with depth", "Yang et al. 2019",
+          ("bn_gradient_explodes_at_init", "bn_gradient_growth_rate_pi_over_pi_minus_1")),
 )
 
 
