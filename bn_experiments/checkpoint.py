@@ -8,6 +8,7 @@ complete, so a run killed while saving leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import logging
 import pathlib
 import shutil
 from typing import Any
@@ -16,6 +17,10 @@ import jax
 import numpy as np
 
 _KEYS = ("data_key", "noise_key")
+
+
+def _no_target_warning(record: logging.LogRecord) -> bool:
+    return "expects a target tree" not in record.getMessage()
 
 
 def _to_host(tree: Any) -> Any:
@@ -54,7 +59,14 @@ class Checkpointer:
         """(step, carry, host) of the latest checkpoint; `like_carry` gives the carry's structure."""
         mngr = self._mngr()
         step = mngr.latest_step()
-        tree = mngr.restore(step, args=self._ocp.args.StandardRestore())
+        # Restored without a target tree (the host part's shapes are only known from the file);
+        # older orbax warns about that on stderr, which would break the CLI's one-line messages.
+        absl_logger = logging.getLogger("absl")
+        absl_logger.addFilter(_no_target_warning)
+        try:
+            tree = mngr.restore(step, args=self._ocp.args.StandardRestore())
+        finally:
+            absl_logger.removeFilter(_no_target_warning)
         treedef = jax.tree.structure({**like_carry, **{k: jax.random.key_data(like_carry[k])
                                                        for k in _KEYS}})
         leaves = [tree["carry"][k] for k in sorted(tree["carry"])]

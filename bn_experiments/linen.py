@@ -1,10 +1,16 @@
 """A `flax.linen` module over the functional core, for users who compose Flax modules.
 
-Drop-in for `flax.linen.BatchNorm` with the feature axis last: same parameter and `batch_stats`
-names, same defaults, and bit-for-bit the same numbers (tests/test_linen.py). It adds the
-ablation switches of `bn_experiments.batchnorm.apply`.
+Not a drop-in for `flax.linen.BatchNorm`: it normalizes over every axis but the LAST one (the
+feature axis of dense layers and NHWC convolutions) and has no `axis`, `dtype`,
+`axis_index_groups` or `force_float32_reductions` arguments. Where it overlaps it is the same:
+parameter and `batch_stats` names, defaults, `use_running_average`, `momentum`, `epsilon`,
+`axis_name`, `use_fast_variance`, `use_scale` / `use_bias`, `param_dtype`, `scale_init` /
+`bias_init`, and bit-for-bit the same numbers (tests/test_linen.py). It adds the ablation switches
+of `bn_experiments.batchnorm.apply`.
 """
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -26,6 +32,9 @@ class BatchNorm(nn.Module):
     use_fast_variance: bool = True
     use_scale: bool = True
     use_bias: bool = True
+    param_dtype: Any = jnp.float32
+    scale_init: Callable = nn.initializers.ones
+    bias_init: Callable = nn.initializers.zeros
     stop_gradient_stats: bool = False
     output_hook: batchnorm.OutputHook | None = None
 
@@ -36,9 +45,9 @@ class BatchNorm(nn.Module):
         features = (x.shape[-1],)
         params = {}
         if self.use_scale:
-            params["scale"] = self.param("scale", nn.initializers.ones, features, jnp.float32)
+            params["scale"] = self.param("scale", self.scale_init, features, self.param_dtype)
         if self.use_bias:
-            params["bias"] = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+            params["bias"] = self.param("bias", self.bias_init, features, self.param_dtype)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
         initializing = self.is_initializing()

@@ -8,10 +8,13 @@ never affects the others' numbers (the chunk it diverges in is replayed with the
 `train.chunk_runner`, which gives every run the same bits either way).
 
 WORKDIR/config.json (the config as given), metrics.jsonl (one row per evaluation and run, appended
-as it happens), points/<run>.json (each finished run; a rerun resumes by skipping them),
-provenance.json (commit, command, versions, device, wall time), summary.json (the contract of
-bn_experiments.summary; no timings, so the same run gives the same file), curves.npz
-(full-resolution per-step curves, not committed) and the experiment's figures.
+as it happens), points/<run>.json and .npz (each finished run's summary row and full-resolution
+data; a rerun resumes by skipping them), provenance.json (commit, command, versions, device, wall
+time, every invocation), summary.json (the contract of bn_experiments.summary; no timings, so the
+same run gives the same file), curves.npz (full-resolution per-step curves of every run, not
+committed) and the experiment's figures. The workdir itself (writable, locked, cleared on
+--restart) is bn_experiments.workdir's; the config passes `config.check` first, the gate the CLI
+uses too; Ctrl-C stops at the next evaluation boundary (bn_experiments.interrupt).
 
 What is generic and what belongs to an experiment: the runner knows no model (the trainer takes the
 family from `model.name`, bn_experiments.models) and no experiment. The experiment registry
@@ -22,13 +25,9 @@ built-in `ics_*` and `saturation_*`), the claims computed from the finished runs
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import pathlib
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -42,16 +41,13 @@ from bn_experiments import checkpoint as checkpoint_lib
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
 from bn_experiments import experiments
+from bn_experiments import interrupt
 from bn_experiments import models
 from bn_experiments import summary as summary_lib
 from bn_experiments import train
 from bn_experiments.probe import Probe
-
-OUTPUT_FILES = ("config.json", "metrics.jsonl", "provenance.json", "summary.json", "curves.npz")
-
-
-class WorkdirError(RuntimeError):
-    """The workdir cannot be used as asked; the message says what to do."""
+from bn_experiments import workdir as workdir_lib
+from bn_experiments.workdir import OUTPUT_FILES, Workdir, WorkdirError  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
@@ -200,11 +196,20 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
         if (diverged < NOT_DIVERGED).all():
             break
         record(step)
-        bar.set_postfix_str(f"test_accuracy {np.nanmax(evals['test_accuracy'][-1]):.4f}"
+        acc = evals["test_accuracy"][-1]
+        bar.set_postfix_str((f"test_accuracy {np.nanmax(acc):.4f}" if n == 1 else
+                             f"best test_accuracy of {n} runs {np.nanmax(acc):.4f}")
                             + (f", {int((d >= 0).sum())} diverged" if (d >= 0).any() else ""))
-        if checkpointer is not None and checkpoint_every and step % checkpoint_every == 0 \
-                and step < static.steps:
+        stop = interrupt.requested() and step < static.steps
+        if checkpointer is not None and checkpoint_every and step < static.steps \
+                and (step % checkpoint_every == 0 or stop):
             save(step)
+        if stop:
+            bar.close()
+            kept = ("its state at this step is checkpointed" if checkpointer is not None
+                    and checkpoint_every else "no checkpoint (checkpoint_every=0): it restarts")
+            interrupt.check(f"interrupted at step {step:,} of {static.steps:,} of "
+                            f"{_describe(runs)}; {kept}")
     bar.close()
 
     losses = np.concatenate(chunks["train_loss"], axis=1)           # (n, steps)
@@ -229,6 +234,13 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
         results.append(RunResult(run.name, run.flat, train_metrics, [eval_steps[i] for i in keep],
                                  run_evals, d, final))
     return results
+
+
+def _describe(runs: list[config_lib.Run], shown: int = 2) -> str:
+    """`run a`, `runs a, b` or `runs a, b (+3 more)`: what a program trains, for people."""
+    names = [r.name for r in runs]
+    more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+    return ("run " if len(names) == 1 else "runs ") + ", ".join(names[:shown]) + more
 
 
 CHANCE_MARGIN = 0.05  # "did not train": max test accuracy within this of chance (1 / classes)
@@ -269,61 +281,6 @@ def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) 
             "final": result.final, "diverged_at_step": result.diverged_at}
 
 
-def _git_commit() -> str | None:
-    root = pathlib.Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
-
-
-def provenance(wall_seconds: float, group_seconds: dict[str, float], commit: str | None) -> dict:
-    from importlib import metadata
-    versions = {}
-    for pkg in ("bn-experiments", "jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
-                "orbax-checkpoint"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    dev = jax.devices()[0]
-    argv0 = pathlib.Path(sys.argv[0]).name
-    return {"git_commit": commit,
-            "command": " ".join(["bn-exp" if argv0 == "bn-exp" else sys.argv[0], *sys.argv[1:]]),
-            "python": platform.python_version(), "versions": versions,
-            "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
-            "wall_seconds": round(wall_seconds, 2),
-            "program_seconds": {k: round(v, 2) for k, v in group_seconds.items()}}
-
-
-def prepare_workdir(workdir: pathlib.Path, *, restart: bool) -> None:
-    """Refuses to overwrite a finished run without `restart`; clears our files when restarting."""
-    if workdir.exists() and not workdir.is_dir():
-        raise WorkdirError(f"--workdir {workdir}: exists and is not a directory; choose another path")
-    if (workdir / "summary.json").exists() and not restart:
-        raise WorkdirError(f"--workdir {workdir} already holds a finished run (summary.json); "
-                           f"pass --restart to overwrite it or choose another --workdir")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WorkdirError(f"--workdir {workdir}: cannot create it ({err.strerror or err}); "
-                           f"choose a writable path") from None
-    if restart:
-        for name in OUTPUT_FILES:
-            (workdir / name).unlink(missing_ok=True)
-        shutil.rmtree(workdir / "points", ignore_errors=True)
-        shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-
-
-def _point_path(workdir: pathlib.Path, name: str) -> pathlib.Path:
-    return workdir / "points" / (re.sub(r"[^A-Za-z0-9._=,+-]", "_", name) + ".json")
-
-
 def _group_id(group: list[config_lib.Run]) -> str:
     """A stable folder name for one program's checkpoint."""
     import hashlib
@@ -354,13 +311,18 @@ def _config_differences(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-                       restart: bool = False, progress: bool = True, plot: bool = True) -> dict:
-    """Validates `cfg`, trains its runs (resuming finished ones), writes the workdir."""
+def plan(cfg: ml_collections.ConfigDict) -> tuple[list[config_lib.Run], list[list[config_lib.Run]]]:
+    """The runs `cfg` trains and their programs, validated (data loaded, nothing compiled):
+    what `bn-exp run --dry-run` prints."""
+    runs, groups, _, _ = _plan(cfg)
+    return runs, groups
+
+
+def _plan(cfg: ml_collections.ConfigDict):
+    """(runs, programs, dataset, probe) of `cfg`, through the one gate `config.check`."""
     from bn_experiments import sweep
 
-    t0, commit = time.perf_counter(), _git_commit()  # the code as it was when the run started
-    workdir = pathlib.Path(workdir)
+    config_lib.check(cfg)
     ds = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
     runs = sweep.expand(cfg, input_shape=tuple(ds.input_shape), num_train=ds.num_train)
     probe = experiments.get(cfg.experiment).probe
@@ -368,64 +330,101 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
         raise config_lib.ConfigError(
             f"experiment {cfg.experiment!r} probes {probe.batch_size} training examples, more than "
             f"the {ds.num_train} of data.source={cfg.data.source!r}; use a larger data source")
+    return runs, _groups(runs, int(cfg.get("points_per_program", 16))), ds, probe
+
+
+def _warn(message: str) -> None:
+    print(f"bn-exp: warning: {message}", file=sys.stderr)
+
+
+def _claims(cfg: ml_collections.ConfigDict, runs_doc: list[dict]) -> list[dict]:
+    """The experiment's claims; never an exception once training is done (the runs are kept):
+    claims that cannot be computed from these runs are left out, with a warning."""
+    try:
+        return experiments.compute_claims(cfg.experiment, runs_doc)
+    except Exception as err:  # noqa: BLE001
+        _warn(f"the claims of experiment {cfg.experiment!r} could not be computed from these runs "
+              f"({type(err).__name__}: {err}); summary.json holds none")
+        return []
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       restart: bool = False, progress: bool = True, plot: bool = True) -> dict:
+    """Validates `cfg` (the gate the CLI uses, `config.check`), trains its runs (resuming finished
+    ones), writes the workdir. Ctrl-C stops at a safe point: `interrupt.Interrupted`, with the
+    workdir resumable by the same call."""
+    t0, commit = time.perf_counter(), workdir_lib.git_commit()  # the code as it was when the run started
+    runs, all_groups, ds, probe = _plan(cfg)
     is_sweep = bool(cfg.get("grid"))
     max_points = summary_lib.MAX_POINTS_SWEEP if is_sweep else summary_lib.MAX_POINTS
-    prepare_workdir(workdir, restart=restart)
-    old_config = workdir / "config.json"
-    new_config = json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
-    fields = (_config_differences(json.loads(old_config.read_text()), json.loads(new_config))
-              if old_config.exists() and old_config.read_text() != new_config else [])
-    if fields:
-        raise WorkdirError(f"--workdir {workdir} holds unfinished runs of a different config "
-                           f"(differs in: {', '.join(fields)}); resume with the same config, "
-                           f"pass --restart to discard them, or choose another --workdir")
-    summary_lib.atomic_write(old_config, new_config)
-    ds = data_lib.to_device(ds)
+    with Workdir.open(workdir, restart=restart) as wd, interrupt.deferred():
+        old_config = wd.path / "config.json"
+        new_config = json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
+        fields = (_config_differences(json.loads(old_config.read_text()), json.loads(new_config))
+                  if old_config.exists() and old_config.read_text() != new_config else [])
+        if fields:
+            raise WorkdirError(f"--workdir {wd.path} holds unfinished runs of a different config "
+                               f"(differs in: {', '.join(fields)}); resume with the same config, "
+                               f"pass --restart to discard them, or choose another --workdir")
+        summary_lib.atomic_write(old_config, new_config)
+        wd.begin({"command": workdir_lib.command(), "git_commit": commit})
+        trained, group_seconds = [], {}
+        try:
+            done = _train(wd, cfg, runs, all_groups, data_lib.to_device(ds), probe, max_points,
+                          progress, trained, group_seconds)
+        except BaseException as err:
+            wd.end("interrupted" if isinstance(err, (interrupt.Interrupted, KeyboardInterrupt))
+                   else f"failed ({type(err).__name__})", wall_seconds=time.perf_counter() - t0,
+                   trained=trained, program_seconds=group_seconds, machine=workdir_lib.machine())
+            raise
+        missing = wd.write_curves([r.name for r in runs])
+        if missing:
+            _warn(f"curves.npz lacks {len(missing)} run(s) finished by an older version without "
+                  f"full-resolution data (e.g. {missing[0]!r}); --restart retrains them")
+        runs_doc = [done[r.name] for r in runs]
+        doc = {"experiment": cfg.experiment, "runs": runs_doc, "claims": _claims(cfg, runs_doc)}
+        if cfg.get(config_lib.SMOKE_KEY):
+            doc = summary_lib.mark_smoke(doc)
+        summary_lib.write(wd.path / "summary.json", doc)
+        if plot:
+            try:
+                experiments.draw_figures(wd.path)
+            except Exception as err:  # noqa: BLE001 (the summary is written; figures are redrawable)
+                _warn(f"the figures of experiment {cfg.experiment!r} could not be drawn "
+                      f"({type(err).__name__}: {err}); summary.json is written, "
+                      f"`bn-exp plot {wd.path}` redraws them")
+        wd.end("finished", wall_seconds=time.perf_counter() - t0, trained=trained,
+               program_seconds=group_seconds, machine=workdir_lib.machine())
+    return doc
 
-    done = {}
-    for run in runs:
-        path = _point_path(workdir, run.name)
-        if path.exists():
-            done[run.name] = json.loads(path.read_text())
-    # Groups are formed over ALL runs, and a group with any unfinished run is retrained whole:
-    # a run's numbers then never depend on which other runs happened to be unfinished.
-    groups = [g for g in _groups(runs, int(cfg.get("points_per_program", 16)))
-              if any(r.name not in done for r in g)]
-    group_seconds, full = {}, {}
-    summary_lib.drop_torn_line(workdir / "metrics.jsonl")
-    with open(workdir / "metrics.jsonl", "a") as metrics_file:
+
+def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
+           trained: list[str], group_seconds: dict) -> dict[str, dict]:
+    """Trains every program with an unfinished run; returns every run's summary row by name.
+    Groups are formed over ALL runs, and a group with any unfinished run is retrained whole: a
+    run's numbers then never depend on which other runs happened to be unfinished."""
+    done = wd.finished([r.name for r in runs])
+    groups = [g for g in all_groups if any(r.name not in done for r in g)]
+    summary_lib.drop_torn_line(wd.path / "metrics.jsonl")
+    with open(wd.path / "metrics.jsonl", "a") as metrics_file:
         def log(row: dict) -> None:
             metrics_file.write(json.dumps(summary_lib.clean(row)) + "\n")
             metrics_file.flush()
         for gi, group in enumerate(groups):
+            interrupt.check(f"interrupted before program {gi + 1} of {len(groups)}")
             t = time.perf_counter()
-            desc = group[0].name if len(groups) == 1 and len(group) == 1 else \
-                f"program {gi + 1}/{len(groups)} ({len(group)} runs)"
-            ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints" / _group_id(group))
+            desc = (f"[{gi + 1}/{len(groups)}] " if len(groups) > 1 else "") + _describe(group)
+            ckpt = checkpoint_lib.Checkpointer(wd.path / "checkpoints" / _group_id(group))
             for res in train_runs(group, ds, target=cfg.target_accuracy, log=log,
                                   progress=progress, desc=desc, checkpointer=ckpt,
                                   checkpoint_every=cfg.checkpoint_every, metrics_file=metrics_file,
                                   probe=probe):
-                doc = to_summary_run(res, max_points)
-                summary_lib.atomic_write(_point_path(workdir, res.name), summary_lib.dumps(doc))
-                done[res.name] = json.loads(summary_lib.dumps(doc))
-                full[res.name] = res
+                arrays = {**res.train, "eval/step": np.asarray(res.eval_steps),
+                          **{f"eval/{m}": np.asarray(x) for m, x in res.evals.items()}}
+                done[res.name] = wd.save_point(res.name, to_summary_run(res, max_points), arrays)
+                trained.append(res.name)
             ckpt.delete()
-            group_seconds[desc if len(groups) > 1 else group[0].name] = time.perf_counter() - t
-    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-
-    if full:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{
-            f"{r.name}/{k}": v for r in full.values()
-            for k, v in {**r.train, **{f"eval/{m}": np.asarray(x) for m, x in r.evals.items()}}.items()})
-        summary_lib.atomic_write(workdir / "curves.npz", buffer.getvalue())
-    runs_doc = [done[r.name] for r in runs]
-    doc = {"experiment": cfg.experiment, "runs": runs_doc,
-           "claims": experiments.compute_claims(cfg.experiment, runs_doc)}
-    summary_lib.write(workdir / "summary.json", doc)
-    if plot:
-        experiments.draw_figures(workdir)
-    summary_lib.atomic_write(workdir / "provenance.json", json.dumps(
-        provenance(time.perf_counter() - t0, group_seconds, commit), indent=1) + "\n")
-    return doc
+            group_seconds[_describe(group)] = time.perf_counter() - t
+    shutil.rmtree(wd.path / "checkpoints", ignore_errors=True)
+    interrupt.check("interrupted after training, before summary.json was written")
+    return done

@@ -11,12 +11,13 @@ import math
 import os
 import pathlib
 import re
+import stat
 import tempfile
 from typing import Any, Iterable
 
 import numpy as np
 
-from bn_experiments.stats import VERDICTS
+from bn_experiments.stats import INCONCLUSIVE, VERDICTS
 
 MAX_POINTS = 5000
 MAX_POINTS_SWEEP = 500
@@ -100,6 +101,8 @@ def problems(doc: Any, *, claims: bool = True) -> list[str]:
         elif any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
                  for v in final.values()):
             out.append(f"{where}.final holds non-numbers")
+    if not isinstance(doc.get(SMOKE, False), bool):
+        out.append(f"'{SMOKE}' must be true or false")
     if not claims:
         return out
     claims = doc.get("claims")
@@ -118,6 +121,28 @@ def problems(doc: Any, *, claims: bool = True) -> list[str]:
 
 
 CLAIM_TEXT = ("id", "claim", "source", "measured", "paper", "verdict")
+
+# A smoke run (`--config NAME:quick`, `configs/default.shrink`) is marked `"smoke": true` at the
+# top level of its summary.json: too short for any verdict, left out of the ledger by `bn-exp
+# report`. Its claims keep what they measured but are inconclusive, saying why.
+SMOKE = "smoke"
+SMOKE_RULE = ("Smoke run (the seconds-long `:quick` settings): far too short for a verdict, so "
+              "none is given; rerun without `:quick` for one. The rule it would apply: ")
+
+
+def mark_smoke(doc: dict) -> dict:
+    """`doc` marked as a smoke run: `"smoke": true`, every claim inconclusive with the reason."""
+    claims = []
+    for claim in doc.get("claims") or []:
+        claim = dict(claim, verdict=INCONCLUSIVE)
+        ev = dict(claim.get("evidence") or {})
+        rule = ev.get("rule") or ""
+        ev["rule"] = rule if rule.startswith(SMOKE_RULE) else SMOKE_RULE + rule
+        claims.append(dict(claim, evidence=ev))
+    out = {"experiment": doc.get("experiment"), SMOKE: True}
+    out.update({k: v for k, v in doc.items() if k not in out})
+    out["claims"] = claims
+    return out
 
 
 def _evidence_problems(ev: Any) -> list[str]:
@@ -151,12 +176,37 @@ def dumps(doc: Any) -> str:
     return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text) + "\n"
 
 
+def _plain_write_mode(path: pathlib.Path) -> int:
+    """The permissions `open(path, "w")` would leave: an existing file keeps its own, a new one
+    gets 0o666 less the umask (mkstemp's 0o600 would hide results from other users)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
+    """Writes `data` to a temporary file beside `path`, then renames it over `path`; the file gets
+    the permissions a plain write would give it."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _plain_write_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

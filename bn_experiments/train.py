@@ -49,6 +49,7 @@ PERCENTILES = (15.0, 50.0, 85.0)
 # Quantile levels of each unit's test-set pre-activation kept at every evaluation, for the
 # 1-Wasserstein distance between consecutive evaluations (W1 = mean |Q_t(u) - Q_s(u)| over u).
 ICS_LEVELS = tuple((i + 0.5) / 32 for i in range(32))
+ICS_MAX_ROWS = 16_384  # conv layers: rows (example, position) the ICS quantiles sample
 # fold_in constants of the run's data key: the batches of Algorithm 2, the fixed probe batch.
 _POPULATION_SALT, _PROBE_SALT = 2**31 - 1, 2**31 - 2
 NUMBER_FIELDS = tuple(f.name for f in dataclasses.fields(Numbers))
@@ -74,16 +75,32 @@ def numbers_to_arrays(numbers: Numbers) -> dict:
             for k in NUMBER_FIELDS}
 
 
-def _optimizer(use_momentum: bool) -> optax.GradientTransformation:
+def _optimizer(static: Static) -> optax.GradientTransformation:
     # Learning rate and momentum are hyperparameter arrays in the optimizer state: set per run.
     # Without momentum there is no trace buffer to update every step (~7% of a CPU step).
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0,
-                                               momentum=0.0 if use_momentum else None)
+    momentum = 0.0 if static.use_momentum else None
+    if not static.weight_decay:
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0, momentum=momentum)
+
+    def sgd_l2(learning_rate, momentum):
+        # L2 regularization (loss + weight_decay / 2 * ||w||^2) on the weights only: the gradient
+        # of every "w"/"depthwise" leaf gets weight_decay * w before momentum and learning rate;
+        # biases and BN's gamma and beta are not decayed.
+        return optax.chain(optax.add_decayed_weights(static.weight_decay, mask=_weights_mask),
+                           optax.sgd(learning_rate, momentum))
+    return optax.inject_hyperparams(sgd_l2)(learning_rate=1.0, momentum=momentum)
+
+
+def _weights_mask(params: Any) -> Any:
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) in ("w", "depthwise"), params)
 
 
 def _schedule(static: Static) -> Callable[[jax.Array], jax.Array]:
     if static.schedule == "cosine":
         return optax.cosine_decay_schedule(1.0, static.steps)
+    if static.schedule == "exponential":  # decay_rate ** (step / decay_steps), not staircased
+        return optax.exponential_decay(1.0, static.decay_steps, static.decay_rate)
     return lambda step: jnp.ones((), jnp.float32)
 
 
@@ -190,6 +207,18 @@ def _per_unit(z: jax.Array) -> jax.Array:
     return z if z.ndim == 2 else z.reshape(-1, z.shape[-1])
 
 
+def _ics_rows(z: jax.Array) -> jax.Array:
+    """The rows the per-unit ICS quantiles are taken over: every example of a (examples, units)
+    layer; of an NHWC layer (a channel's values over examples x positions, millions of rows on a
+    test set) a fixed random subset of `ICS_MAX_ROWS`, since sorting them all costs seconds per
+    layer and evaluation on a CPU. Means, stds and saturation still use every row."""
+    rows = _per_unit(z)
+    if z.ndim == 2 or rows.shape[0] <= ICS_MAX_ROWS:
+        return rows
+    pick = np.sort(np.random.default_rng(0).choice(rows.shape[0], ICS_MAX_ROWS, replace=False))
+    return rows[jnp.asarray(pick)]
+
+
 def _probe_outputs(out: dict) -> dict:
     """Checks a probe's `measure` output: {key: scalar or list of scalars (one per layer)}."""
     if not isinstance(out, dict):
@@ -210,7 +239,7 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
     """Builds the run's pure functions over `data` (arrays already on the device). `probe`: the
     experiment's extra measurement, compiled into `evaluate` (see bn_experiments.probe)."""
     family = models.get(static.model_name)
-    cfg, tx, schedule = static.model, _optimizer(static.use_momentum), _schedule(static)
+    cfg, tx, schedule = static.model, _optimizer(static), _schedule(static)
     needs_rng = bool(getattr(cfg, "needs_rng", False))
     num_train = data.x_train.shape[0]
     x_u8 = _as_uint8(data.x_train)
@@ -302,8 +331,8 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
                 "per_layer": {"saturation": [jnp.mean(jnp.abs(z) > static.saturation_threshold)
                                              for z in preacts]},
                 "ics": {"mean": [z.mean(0) for z in preacts], "std": [z.std(0) for z in preacts],
-                        "quantiles": [jnp.quantile(z, jnp.asarray(ICS_LEVELS), axis=0)
-                                      for z in preacts]}}
+                        "quantiles": [jnp.quantile(_ics_rows(z), jnp.asarray(ICS_LEVELS),
+                                                   axis=0) for z in inter["preacts"]]}}
 
     def bound_apply(params, state, x, train: bool, rng=None):
         return family.apply(params, state, x, cfg=cfg, train=train, rng=rng)

@@ -6,7 +6,7 @@ the same initialization and learning rate. The paper gives neither; we choose:
 - init: Gaussian weights with std 0.1 on every layer, biases 0. That is "small random Gaussian
   values" that still leave the network without BN room to learn: the pre-activations of the
   first layer start with a std of about 1, not the ~0.1 that N(0, 0.01) gives, which parks a
-  sigmoid network without BN near chance for thousands of steps (the trap FACTS.md describes,
+  sigmoid network without BN near chance for thousands of steps (a known trap of public reproductions,
   where the comparison then measures the initialization, not BN).
 - learning rate 0.1, plain SGD, constant: the most common SGD default for an MNIST MLP, fixed
   before looking at 50K-step results. BN gets no learning-rate advantage here; the paper's claim

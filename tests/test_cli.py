@@ -1,5 +1,11 @@
-"""`bn-exp` in-process: the quick Figure 1 run end to end, plot, and one-line config errors."""
+"""`bn-exp` end to end: the quick Figure 1 run, plot, claims, compare, help, list, --dry-run, and
+one-line config errors (in-process, and through the real command in a subprocess)."""
+import contextlib
+import io
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -9,9 +15,12 @@ from bn_experiments import cli, summary
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fig1") / "run"
-    rc = cli.main(["run", "--config", "fig1_mnist:quick", "--workdir", str(workdir),
-                   "--progress=false", "--config.steps=100", "--config.eval_every=50"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli.main(["run", "--config", "fig1_mnist:quick", "--workdir", str(workdir),
+                       "--progress=false", "--config.steps=100", "--config.eval_every=50"])
     assert rc == 0
+    (workdir.parent / "stdout.txt").write_text(out.getvalue())
     return workdir
 
 
@@ -88,7 +97,8 @@ def test_divergence_is_a_result_not_an_error(tmp_path):
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_field(args, field, tmp_path, capsys):
     workdir = tmp_path / "w"
-    rc = cli.main(["run", "--config", "fig1_mnist:quick", "--workdir", str(workdir), *args])
+    config = [] if "--config" in args else ["--config", "fig1_mnist:quick"]
+    rc = cli.main(["run", *config, "--workdir", str(workdir), *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and field in err, err
@@ -123,3 +133,119 @@ def test_plot_and_claims_on_a_missing_summary_fail_cleanly(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path)]) == 2
     assert cli.main(["claims", str(tmp_path)]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ smoke runs
+
+
+def test_a_quick_run_is_marked_smoke_and_gives_no_verdict(quick_run):
+    doc = summary.load(quick_run / "summary.json")
+    assert doc["smoke"] is True and doc["claims"]
+    for claim in doc["claims"]:
+        assert claim["verdict"] == "inconclusive"
+        assert claim["evidence"]["rule"].startswith(summary.SMOKE_RULE)
+    out = (quick_run.parent / "stdout.txt").read_text()
+    assert "smoke run" in out and "[reproduced]" not in out and "[not reproduced]" not in out
+    # Recomputing the claims keeps the marking.
+    assert cli.main(["claims", str(quick_run)]) == 0
+    assert summary.load(quick_run / "summary.json") == doc
+
+
+def test_final_numbers_print_rounded(quick_run):
+    out = (quick_run.parent / "stdout.txt").read_text()
+    line = next(x for x in out.splitlines() if x.startswith("bn: "))
+    value = line.split("test_accuracy ")[1].split(",")[0]
+    assert len(value.split(".")[1]) == 4, line
+
+
+def test_a_long_run_list_says_how_many_it_left_out(capsys):
+    runs = [{"name": f"seed={i}", "final": {"test_accuracy": 0.5}, "diverged_at_step": None}
+            for i in range(cli.MAX_LISTED + 7)]
+    cli._print_results({"runs": runs, "claims": []}, "W")
+    out = capsys.readouterr().out
+    assert f"seed={cli.MAX_LISTED - 1}: " in out and f"seed={cli.MAX_LISTED}: " not in out
+    assert "... and 7 more runs (all of them in W/summary.json)" in out
+
+
+# ---------------------------------------------------------------------------------- compare
+
+
+def test_compare_overlays_workdirs_and_prints_their_finals(quick_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(quick_run, other)
+    png = tmp_path / "cmp.png"
+    assert cli.main(["compare", str(quick_run), str(other), "--output", str(png)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith((str(quick_run), str(other)))]
+    assert len(rows) == 4 and all(" bn " in r or " no_bn " in r for r in rows)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["compare", str(quick_run), str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing" in err
+
+
+# ------------------------------------------------------------------------ help, list, dry run
+
+
+def test_help_documents_every_flag_and_lists_the_shipped_configs(capsys):
+    from bn_experiments import config_load
+    assert cli.main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for command in cli.COMMANDS:
+        assert f"bn-exp {command}" in top
+    assert cli.main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--config NAME", "--config.FIELD=VALUE", "--workdir", "--restart", "--progress",
+                 "--dry-run", "Exit status"):
+        assert flag in text and flag in top, flag
+    for name in config_load.shipped_configs():
+        line = next(x for x in text.splitlines() if x.strip().startswith(name + " "))
+        assert " runs x " in line or " run  x " in line, line
+        assert line.split("steps")[1].strip().startswith("~"), line  # an expected time
+    assert cli.main(["list"]) == 0
+    assert capsys.readouterr().out.strip() in text
+
+
+def test_dry_run_prints_the_config_and_its_runs_and_writes_nothing(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    assert cli.main(["sweep", "--config", "lr_sweep", "--workdir", str(workdir), "--dry-run",
+                     "--config.grid=(('learning_rate', (0.1, 1.0)), ('seed', (0, 1)))"]) == 0
+    out = capsys.readouterr().out
+    assert '"experiment": "lr_sweep"' in out and "4 run(s) in 1 program(s)" in out
+    assert "learning_rate=1.0,seed=1" in out and not workdir.exists()
+
+
+def test_the_progress_bar_names_the_runs_it_trains(tmp_path, capfd):
+    assert cli.main(["sweep", "--config", "lr_sweep", "--workdir", str(tmp_path / "w"),
+                     "--config.data.source=synthetic", "--config.steps=20", "--config.eval_every=10",
+                     "--config.model.widths=(8,)", "--config.checkpoint_every=0",
+                     "--config.grid=(('learning_rate', (0.1, 0.2, 0.3)),)"]) == 0
+    err = capfd.readouterr().err
+    assert "runs learning_rate=0.1, learning_rate=0.2 (+1 more)" in err
+    assert "best test_accuracy of 3 runs" in err and "program 1/" not in err
+
+
+def test_the_real_command_fails_in_one_line_on_a_broken_config_file(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def get_config(arg=None):\n    return 1 +\n")
+    proc = subprocess.run([sys.executable, "-m", "bn_experiments.cli", "run", "--config", str(bad),
+                           "--workdir", str(tmp_path / "w")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"bn-exp run: error: config file {bad} line 2: invalid syntax "
+                                   f"(SyntaxError); fix the file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py"]
+
+
+def test_the_documented_layouts_of_metrics_and_curves(quick_run):
+    """README "Outputs of a run": curves.npz keys `<run>/<metric>` (per step) and
+    `<run>/eval/<metric>` (per evaluation, steps in metrics.jsonl)."""
+    import numpy as np
+    rows = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
+    assert {"run", "step", "test_accuracy", "test_loss"} <= set(rows[0])
+    with np.load(quick_run / "curves.npz") as curves:
+        assert curves["bn/train_loss"].shape == (100,)
+        bn_rows = [r for r in rows if r["run"] == "bn"]
+        np.testing.assert_allclose(curves["bn/eval/test_accuracy"],
+                                   [r["test_accuracy"] for r in bn_rows], rtol=1e-6)
+        assert list(curves["bn/eval/step"]) == [r["step"] for r in bn_rows] == [0, 50, 100]

@@ -78,3 +78,37 @@ def test_wrong_type_is_refused():
     with pytest.raises(config_lib.ConfigError, match="steps"):
         config_lib.set_dotted(cfg, "steps", "many")
     assert isinstance(cfg, ml_collections.ConfigDict)
+
+
+def test_the_library_path_goes_through_the_same_gate_as_the_cli(tmp_path):
+    """`runner.train_and_evaluate` validates exactly as `bn-exp run`: a typo'd key set from Python
+    is refused (did-you-mean) before anything is trained or written."""
+    from bn_experiments import runner
+    cfg = fig1_mnist.get_config("quick")
+    cfg.learning_rat = 5.0
+    with pytest.raises(config_lib.ConfigError, match="'learning_rat'.*did you mean 'learning_rate'"):
+        runner.train_and_evaluate(cfg, tmp_path / "w")
+    cfg = fig1_mnist.get_config("quick")
+    cfg.model.widht = (3,)
+    with pytest.raises(config_lib.ConfigError, match="model.widths"):
+        runner.train_and_evaluate(cfg, tmp_path / "w")
+    with pytest.raises(config_lib.ConfigError, match="ConfigDict"):
+        runner.train_and_evaluate({"steps": 5}, tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+def test_overrides_are_typed_by_their_field():
+    from bn_experiments import config_load
+    cfg = config_load.load("fig1_mnist")
+    config_load.apply_overrides(cfg, [("steps", "1_000"), ("learning_rate", "1"),
+                                      ("model.widths", "[5, 5]"), ("data.standardize", "true"),
+                                      ("data.source", "idx:../x"), ("model.norm", "'batchnorm'")])
+    assert (cfg.steps, cfg.learning_rate, cfg.model.widths) == (1000, 1.0, (5, 5))
+    assert cfg.data.standardize is True and cfg.data.source == "idx:../x"
+    assert cfg.model.norm == "batchnorm" and isinstance(cfg.learning_rate, float)
+
+
+def test_quick_marks_a_smoke_run_and_a_full_config_does_not_mention_it():
+    assert fig1_mnist.get_config("quick").smoke is True
+    assert config_lib.SMOKE_KEY not in fig1_mnist.get_config()
+    assert config_lib.SMOKE_KEY not in config_lib.runs(fig1_mnist.get_config())[0].flat

@@ -33,5 +33,7 @@ def test_register_refuses_a_second_different_registration():
         experiments._REGISTRY.pop("registry_test_xyz", None)
 
 
-def test_only_scale_invariance_has_a_probe_today():
-    assert [n for n in experiments.names() if experiments.get(n).probe] == ["scale_invariance"]
+def test_a_probe_is_a_probe():
+    probed = [n for n in experiments.names() if experiments.get(n).probe]
+    assert "scale_invariance" in probed and "fig1" not in probed
+    assert all(isinstance(experiments.get(n).probe, Probe) for n in probed)

@@ -362,3 +362,46 @@ def test_a_finite_learning_rate_that_diverges_is_a_result(tmp_path, monkeypatch,
     assert cli.main(["run", *QUICK, "--workdir", str(workdir), SYNTHETIC,
                      "--config.learning_rate=1e10"]) == 2
     assert "--restart" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ config files, arguments and flags
+
+
+def test_unknown_config_argument_lists_the_known_ones(user):
+    user.fails("--config", "fig1_mnist:quik", names=("'quik'", "fig1_mnist:quick"))
+
+
+def test_two_config_flags_are_an_error(user):
+    user.fails(*QUICK, "--config", "lr_sweep", names=("--config", "twice"))
+
+
+@pytest.mark.parametrize("flag,suggestion", [("--worktree", "--workdir"), ("--restat", "--restart"),
+                                             ("--dryrun", "--dry-run"), ("--progres", "--progress")])
+def test_misspelled_flag_gets_a_suggestion(user, flag, suggestion):
+    user.fails(*QUICK, flag, names=(flag, f"did you mean {suggestion}"))
+
+
+@pytest.mark.parametrize("arg,names", [
+    ("--config.steps=1.5", ("steps", "an integer")),
+    ("--config.checkpoint_every=1e3", ("checkpoint_every", "an integer")),
+    ("--config.learning_rate=fast", ("learning_rate", "a number")),
+    ("--config.model.widths=100", ("model.widths", "'(100,)'")),
+    ("--config.model.tracked_units=0", ("model.tracked_units", "'(0,)'")),
+    ("--config.data.standardize=maybe", ("data.standardize", "true or false")),
+])
+def test_a_value_of_the_wrong_kind_names_the_field_and_the_kind(user, arg, names):
+    user.fails(*QUICK, SYNTHETIC, arg, names=names)
+
+
+@pytest.mark.parametrize("source,names", [
+    ("def get_config(arg=None):\n    return 1 +\n", ("line 2", "SyntaxError")),
+    ("import ml_collections\n\ndef make_config():\n    return ml_collections.ConfigDict()\n",
+     ("no get_config",)),
+    ("def get_config(arg=None):\n    x = {}\n    return x['steps']\n", ("line 3", "KeyError")),
+    ("import no_such_module_here\n", ("line 1", "ModuleNotFoundError")),
+    ("def get_config(arg=None):\n    return {'steps': 5}\n", ("not an ml_collections.ConfigDict",)),
+])
+def test_a_broken_config_file_is_one_line_naming_file_and_line(user, tmp_path, source, names):
+    path = tmp_path / "my_config.py"
+    path.write_text(source)
+    user.fails("--config", str(path), names=(str(path), *names))

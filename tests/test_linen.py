@@ -58,3 +58,29 @@ def test_wrapper_init_leaves_statistics_untouched_and_hook_uses_noise_stream():
     y1, _ = module.apply(v, x, rngs={"noise": jax.random.key(2)}, mutable=["batch_stats"])
     y2, _ = module.apply(v, x, rngs={"noise": jax.random.key(3)}, mutable=["batch_stats"])
     assert not np.array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("kw", [
+    {"param_dtype": jnp.bfloat16},
+    {"scale_init": nn.initializers.constant(2.0), "bias_init": nn.initializers.constant(-0.5)},
+    {"use_scale": False, "use_fast_variance": False},
+])
+def test_the_flax_arguments_it_takes_give_flax_numbers(kw):
+    x = 1.5 + 3.0 * jax.random.normal(jax.random.key(0), (16, 6))
+    ours, theirs = BatchNorm(use_running_average=False, **kw), nn.BatchNorm(use_running_average=False, **kw)
+    v_ours, v_theirs = ours.init(jax.random.key(1), x), theirs.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, v_ours, v_theirs)
+    y_ours, s_ours = ours.apply(v_ours, x, mutable=["batch_stats"])
+    y_theirs, s_theirs = theirs.apply(v_theirs, x, mutable=["batch_stats"])
+    assert y_ours.dtype == y_theirs.dtype
+    np.testing.assert_array_equal(y_ours, y_theirs)
+    jax.tree.map(np.testing.assert_array_equal, s_ours, s_theirs)
+
+
+def test_it_is_not_a_drop_in_and_says_so():
+    """No `axis` / `dtype`: passing them is a TypeError, and the docstring says so."""
+    import bn_experiments.linen as linen
+    assert "Not a drop-in" in linen.__doc__
+    for kw in ({"axis": 1}, {"dtype": jnp.bfloat16}):
+        with pytest.raises(TypeError):
+            BatchNorm(**kw)

@@ -116,7 +116,7 @@ def test_registry_lists_the_mlp_and_builds_the_default_model_section():
 
 
 def test_unknown_model_name_names_the_field_and_the_known_ones():
-    with pytest.raises(ValueError, match=r"model\.name='resnet'.*\['mlp'\]"):
+    with pytest.raises(ValueError, match=r"model\.name='resnet'.*'mlp'"):
         models.get("resnet")
     cfg = _cfg()
     cfg.model.name = "resnet"

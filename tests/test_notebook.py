@@ -66,3 +66,57 @@ def test_notebook_commands_are_valid_configs(quick, monkeypatch, tmp_path):
         assert fig1_steps <= 500 and sweep_steps <= 100 and sweep_runs <= 4
     else:  # the paper's Figure 1 and a small sweep
         assert fig1_steps == 50_000 and sweep_runs <= 40
+
+
+def _install(monkeypatch, tmp_path, **settings):
+    """Runs the install cell as if bn_experiments were not installed, with pip recorded instead
+    of run; returns (pip command, constraints text) or raises the cell's error."""
+    import importlib.util
+    import subprocess
+    _, cells = _cells()
+    monkeypatch.chdir(tmp_path)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bn_experiments" else real(name, *a))
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    namespace = {"LOCAL_CLONE": "", "WHEEL": "", "REPO_URL": "", "pathlib": pathlib, **settings}
+    exec(compile(_source(cells["install"]), "install", "exec"), namespace)
+    (command,) = calls
+    constraints = command[command.index("--constraint") + 1]
+    return command, pathlib.Path(constraints).read_text()
+
+
+def test_install_cell_installs_from_a_clone_a_wheel_or_a_url_keeping_the_runtimes_jax(
+        monkeypatch, tmp_path):
+    import jax
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "pyproject.toml").write_text("[project]\n")
+    wheel = tmp_path / "bn_experiments-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    for settings, target in [({"LOCAL_CLONE": str(clone)}, str(clone)),
+                             ({"WHEEL": str(wheel)}, str(wheel)),
+                             ({"REPO_URL": "https://example.org/x/bn-experiments"},
+                              "bn-experiments @ git+https://example.org/x/bn-experiments")]:
+        command, constraints = _install(monkeypatch, tmp_path, **settings)
+        assert command[-1] == target and command[1:4] == ["-m", "pip", "install"]
+        assert f"jax=={jax.__version__}" in constraints.splitlines()
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({}, "set LOCAL_CLONE"),
+    ({"LOCAL_CLONE": "/nonexistent/clone"}, "no pyproject.toml"),
+    ({"WHEEL": "/nonexistent/x.whl"}, "no such file"),
+])
+def test_install_cell_says_what_to_set_when_it_cannot_install(monkeypatch, tmp_path, settings, message):
+    with pytest.raises((RuntimeError, FileNotFoundError), match=message):
+        _install(monkeypatch, tmp_path, **settings)
+
+
+def test_install_cell_states_the_oldest_supported_jax_of_pyproject():
+    import re
+    _, cells = _cells()
+    stated = re.search(r'OLDEST_JAX = "([0-9.]+)"', _source(cells["install"])).group(1)
+    pyproject = (NOTEBOOK.parents[1] / "pyproject.toml").read_text()
+    assert f'"jax>={stated}' in pyproject

@@ -144,3 +144,23 @@ def test_empty_results_dir(tmp_path):
         assert text.startswith("# ") and "No experiment results yet" in text
     path = report.write(tmp_path)
     assert path.read_text() == report.render(tmp_path)
+
+
+def test_smoke_runs_are_left_out_of_the_ledger(tmp_path):
+    make_results(tmp_path)
+    before = report.render(tmp_path)
+    smoke = summary.mark_smoke({"experiment": "fig1", "runs": [_run("bn", {"test_accuracy": 0.7})],
+                                "claims": [_claim("fig1.bn_higher_accuracy", "reproduced")]})
+    summary.write(tmp_path / "smoke" / "summary.json", smoke)
+    text = report.render(tmp_path)
+    assert "Left out (smoke runs, too short for verdicts): `smoke`." in text
+    assert text.replace("Left out (smoke runs, too short for verdicts): `smoke`.\n\n", "") == before
+
+
+def test_report_on_a_missing_results_folder_is_an_error_and_creates_nothing(tmp_path, capsys):
+    from bn_experiments import cli
+    typo = tmp_path / "resluts"
+    assert cli.main(["report", "--results", str(typo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(typo) in err and "no such folder" in err
+    assert not typo.exists()

@@ -139,3 +139,34 @@ def test_a_killed_atomic_writer_never_leaves_half_a_file(tmp_path):
     proc.wait()
     text = path.read_text()
     assert len(text) == 2_000_003 and text.endswith("END")
+
+
+def test_a_smoke_run_is_marked_and_its_claims_give_no_verdict():
+    doc = _doc()
+    doc["claims"] = [{"id": "x.a", "claim": "c", "source": "IS Sec. 4.1", "measured": "m",
+                      "paper": "p", "verdict": "reproduced", "figure": "f.png",
+                      "evidence": {"seeds": 5, "effect": 0.3, "ci95": [0.1, 0.5], "rule": "rule"}}]
+    marked = summary.mark_smoke(doc)
+    assert list(marked)[:2] == ["experiment", "smoke"] and marked["smoke"] is True
+    (claim,) = marked["claims"]
+    assert claim["verdict"] == "inconclusive" and claim["evidence"]["effect"] == 0.3
+    assert claim["evidence"]["rule"] == summary.SMOKE_RULE + "rule"
+    assert summary.mark_smoke(marked) == marked  # idempotent
+    assert summary.problems(marked) == []
+    assert doc["claims"][0]["verdict"] == "reproduced"  # the input is not changed
+    assert summary.problems({**marked, "smoke": "yes"}) == ["'smoke' must be true or false"]
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    import os
+    import stat
+    old = os.umask(0o027)
+    try:
+        summary.atomic_write(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+        (tmp_path / "kept.json").write_text("{}")
+        (tmp_path / "kept.json").chmod(0o604)
+        summary.atomic_write(tmp_path / "kept.json", "[]")
+        assert stat.S_IMODE((tmp_path / "kept.json").stat().st_mode) == 0o604
+    finally:
+        os.umask(old)

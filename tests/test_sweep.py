@@ -107,3 +107,43 @@ def test_a_config_json_from_before_model_name_resumes_as_an_mlp():
     assert runner._config_differences(old, new) == []
     old["model"]["widths"] = [5]
     assert runner._config_differences(old, new) == ["model.widths"]
+
+
+@pytest.mark.parametrize("config,grid", [
+    ("lr_sweep", "(('seed', (0, 1)),)"),
+    ("init_sweep", "(('seed', (0, 1)),)"),
+    ("lr_init_grid", "(('seed', (0, 1)),)"),
+    ("activation_sweep", "(('model.norm', ('none',)), ('seed', (0, 1)))"),
+])
+def test_a_grid_without_the_arms_a_claim_compares_still_writes_summary_and_figures(
+        tmp_path, capsys, config, grid):
+    """Overriding a shipped sweep's grid: the claims that lack their runs are absent or
+    inconclusive, never a crash, and the summary and figures are written once training is done."""
+    workdir = tmp_path / "w"
+    assert cli.main(["sweep", "--config", config, "--workdir", str(workdir), "--progress=false",
+                     "--config.data.source=synthetic", "--config.steps=20",
+                     "--config.eval_every=10", "--config.checkpoint_every=0",
+                     f"--config.grid={grid}"]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "warning" not in err, err
+    doc = summary.load(workdir / "summary.json")
+    assert len(doc["runs"]) == 2 and list(workdir.glob("*.png"))
+    assert all(c["verdict"] == "inconclusive" for c in doc["claims"]), doc["claims"]
+    assert "[reproduced]" not in out and "[not reproduced]" not in out
+
+
+def test_claims_that_raise_leave_the_summary_written(tmp_path, monkeypatch, capsys):
+    """The shared guard: an experiment whose claim code fails on these runs gets none (a one-line
+    warning), and the trained runs are written, not lost."""
+    from bn_experiments import experiments
+
+    def broken(runs):
+        raise KeyError("model.norm")
+    monkeypatch.setattr(experiments, "compute_claims", lambda name, runs: broken(runs))
+    workdir = tmp_path / "w"
+    assert cli.main(["sweep", "--config", "lr_sweep", "--workdir", str(workdir), "--progress=false",
+                     "--config.data.source=synthetic", "--config.steps=20", "--config.eval_every=10",
+                     "--config.checkpoint_every=0", "--config.grid=(('seed', (0, 1)),)"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the claims of experiment 'lr_sweep' could not be computed" in err
+    assert summary.load(workdir / "summary.json")["claims"] == []

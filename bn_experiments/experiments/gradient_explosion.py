@@ -171,7 +171,7 @@ def claims(runs: list[dict]) -> list[dict]:
         f"without (first, middle and last layer pairs, at init): the per-layer gain that BN's "
         f"near-isometry leaves compounds to {RATE:.2f}^L across depth",
         f"pi/(pi-1) = {RATE:.3f} per layer in squared norm, ReLU, batch size -> infinity (Yang et "
-        "al. 2019; the suite's FACTS note it comes from a secondary derivation)",
+        "al. 2019; the rate comes from a secondary derivation, so it is measured here)",
         band_verdict(iv, low, high), FIGURE,
         stats.evidence(iv, f"per seed, the growth factor fitted in the deepest network ({d} "
                            f"layers); 95% t-interval over seeds. Reproduced when the interval "

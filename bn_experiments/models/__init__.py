@@ -196,3 +196,6 @@ def population_state(family: ModelFamily, params: dict, state: dict, batches: ja
 from bn_experiments.models import mlp  # noqa: E402  (mlp uses ModelFamily, defined above)
 
 register(mlp.FAMILY)
+from bn_experiments.models.inception import bn_inception, small_inception  # noqa: E402
+register(small_inception.FAMILY)
+register(bn_inception.FAMILY)

@@ -1,0 +1,49 @@
+"""README.md stays true for a user who has only the repository.
+
+Its Python snippets run as written (every ```python block, except those whose first line says
+`# sketch` or `# needs ...`, which are run elsewhere or shown as outlines); it refers to nothing
+outside the repository; Figure 1's measured time is stated once; the supported version range it
+states is pyproject.toml's.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+RUNNABLE = [b for b in BLOCKS if not b.lstrip().startswith(("# sketch", "# needs"))]
+
+
+def test_there_are_snippets_to_run():
+    assert RUNNABLE and len(RUNNABLE) < len(BLOCKS)
+
+
+@pytest.mark.parametrize("index", range(len(RUNNABLE)))
+def test_python_snippet_runs_as_written(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(RUNNABLE[index], f"README.md python block {index}", "exec"), {})
+
+
+def test_refers_to_nothing_outside_the_repository():
+    for outside in ("FACTS.md", "shared/paper", "../shared", "claims-notes"):
+        assert outside not in README, outside
+    for link in re.findall(r"\]\(([^)#]+)\)", README):
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), link
+
+
+def test_figure_1_time_is_measured_once():
+    times = re.findall(r"\b\d+(?:\.\d+)? ?s\b(?! CPU)", README)
+    assert times == ["65 s"], times
+
+
+def test_states_the_tested_version_range_of_pyproject():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    oldest = (ROOT / ".ci" / "oldest.txt").read_text()
+    jax_low = re.search(r'"jax>=([0-9.]+)', pyproject).group(1)
+    assert f"jax/jaxlib {jax_low} to the newest" in README
+    assert f"jax=={jax_low}" in oldest.splitlines()
