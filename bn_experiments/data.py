@@ -25,8 +25,10 @@ import zlib
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from bn_experiments.batches import batch_indices, permutation  # noqa: F401
+from bn_experiments.transforms import WHITEN_EPSILON, WHITENINGS, standardized, whitened  # noqa: F401
 
 __all__ = [
     "DataError",
@@ -156,7 +158,7 @@ def load(source: str = "mnist_embedded", *, standardize: bool = False,
         raise DataError(f"unknown data source {source!r}; valid forms: {', '.join(SOURCES)}")
     if whiten != "none":
         return whitened(ds, whiten)
-    return _standardize(ds) if standardize else ds
+    return standardized(ds) if standardize else ds
 
 
 def to_device(ds: Dataset) -> Dataset:
@@ -166,63 +168,6 @@ def to_device(ds: Dataset) -> Dataset:
         x_train=jax.device_put(ds.x_train), y_train=jax.device_put(ds.y_train),
         x_test=jax.device_put(ds.x_test), y_test=jax.device_put(ds.y_test),
     )
-
-
-def permutation(key: jax.Array, n: int) -> jax.Array:
-    """`jax.random.permutation(key, n)`, bit for bit, about 3x faster on a CPU.
-
-    JAX shuffles by stable key-value sorts of random 32-bit keys (two rounds for n = 8,000); XLA's
-    CPU sort of (key, value) pairs is ~5x slower than of one array, and these sorts were ~5% of a
-    training step. Each round here sorts the keys alone, finds each element's first position in
-    that order (`searchsorted`), and sorts (position << bits | index) as one uint32 array: the
-    same stable order. For n > 2**16 the pair no longer fits in 32 bits and JAX's own is used.
-    """
-    bits = max(1, (n - 1).bit_length())
-    if 2 * bits > 32:
-        return jax.random.permutation(key, n)
-    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))  # as JAX
-    x, index = jnp.arange(n, dtype=jnp.int32), jnp.arange(n, dtype=jnp.uint32)
-    for _ in range(rounds):
-        key, subkey = jax.random.split(key)
-        sort_keys = jax.random.bits(subkey, (n,), jnp.uint32)
-        first = jnp.searchsorted(jnp.sort(sort_keys), sort_keys, side="left",
-                                 method="scan_unrolled").astype(jnp.uint32)
-        order = jnp.sort((first << bits) | index) & jnp.uint32((1 << bits) - 1)
-        x = x[order.astype(jnp.int32)]
-    return x
-
-
-def batch_indices(key: jax.Array, start_step: Any, num_steps: int, batch_size: int,
-                  num_examples: int) -> jax.Array:
-    """Example indices for steps ``start_step .. start_step+num_steps-1``: int32 (num_steps, batch_size).
-
-    The stream of training examples is the concatenation of epochs, epoch ``e`` being
-    ``jax.random.permutation(jax.random.fold_in(key, e), num_examples)``; step ``s``
-    takes stream positions ``[s*batch_size, (s+1)*batch_size)``.  Hence every epoch
-    visits each example exactly once and the batches do not depend on how a run is
-    split into chunks (resuming at ``start_step`` gives the same batches).
-
-    Pure and jit-friendly: ``start_step`` may be a traced int32 scalar; the other
-    arguments must be static Python ints.  Only the epochs the window touches are
-    generated.  Positions are int32, so ``(start_step+num_steps)*batch_size`` must stay
-    below 2**31.
-    """
-    for nm, v in (("num_steps", num_steps), ("batch_size", batch_size), ("num_examples", num_examples)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"batch_indices: {nm} must be a positive Python int, got {v!r}")
-    num_steps, batch_size, num_examples = int(num_steps), int(batch_size), int(num_examples)
-    total = num_steps * batch_size
-    # The window starts at offset < num_examples inside its first epoch, so it ends before
-    # num_examples - 1 + total: ceil((num_examples - 1 + total) / num_examples) epochs suffice.
-    n_epochs = (total + 2 * num_examples - 2) // num_examples
-    start = jnp.asarray(start_step, dtype=jnp.int32) * batch_size
-    first_epoch = start // num_examples
-    offset = start - first_epoch * num_examples
-    epochs = first_epoch + jnp.arange(n_epochs, dtype=jnp.int32)
-    perms = jax.vmap(lambda e: permutation(jax.random.fold_in(key, e), num_examples))(epochs)
-    stream = perms.reshape(-1).astype(jnp.int32)
-    window = jax.lax.dynamic_slice(stream, (offset,), (total,))
-    return window.reshape(num_steps, batch_size)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -243,66 +188,6 @@ def _labels_to_int32(y: np.ndarray, num_classes: int, where: str) -> np.ndarray:
         raise DataError(f"{where}: labels must be in [0, {num_classes}), got range "
                         f"[{y.min()}, {y.max()}]; the file is corrupt or not a label file")
     return y.astype(np.int32)
-
-
-#: Input transforms of :func:`whitened`, by name ("none" leaves the pixels as they are).
-WHITENINGS = ("none", "standardize", "pca", "zca")
-#: Added to every variance / eigenvalue before dividing by its square root, so directions in
-#: which the training pixels hardly vary (MNIST's constant border pixels, its hundreds of
-#: near-empty principal directions) are not blown up to unit variance. Pixels are in [0, 1], the
-#: largest MNIST pixel variance is about 0.2 and its top eigenvalue about 5.
-WHITEN_EPSILON = 1e-3
-
-
-def whitened(ds: Dataset, kind: str, epsilon: float = WHITEN_EPSILON) -> Dataset:
-    """``ds`` with its inputs transformed by statistics of the training split (both splits).
-
-    The transforms LeCun et al. (1998) and Wiesler & Ney (2011) compare, which Ioffe & Szegedy
-    (Sec. 2) cite for "training converges faster if its inputs are whitened": with x the
-    flattened image, mu and C the training mean and covariance, C = V diag(lam) V^T,
-
-    - ``standardize``: per pixel, (x - mu) / sqrt(var + epsilon) (zero mean, unit variance,
-      still correlated; unlike ``load(standardize=True)``, which uses one scalar mean and std);
-    - ``pca``: (x - mu) V diag(lam + epsilon)^-1/2: decorrelated and scaled, in the principal
-      axes (largest variance first; each axis's sign fixed so its largest entry is positive), so
-      the result is no longer an image: only for models that flatten their input;
-    - ``zca``: the same, rotated back, (x - mu) V diag(lam + epsilon)^-1/2 V^T: the whitened
-      input closest to the original, still an image.
-
-    Computed in float64 and returned as float32 of the original shape.
-    """
-    if kind not in WHITENINGS:
-        raise DataError(f"whiten={kind!r} is unknown; use one of {', '.join(WHITENINGS)}")
-    if kind == "none":
-        return ds
-    flat = lambda a: np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1)  # noqa: E731
-    x = flat(ds.x_train)
-    mean = x.mean(0)
-    if kind == "standardize":
-        scale = 1.0 / np.sqrt(x.var(0) + epsilon)
-        transform = lambda a: (flat(a) - mean) * scale  # noqa: E731
-    else:
-        centered = x - mean
-        lam, vecs = np.linalg.eigh(centered.T @ centered / x.shape[0])
-        lam, vecs = np.maximum(lam[::-1], 0.0), vecs[:, ::-1]
-        rows = np.argmax(np.abs(vecs), axis=0)
-        vecs = vecs * np.sign(vecs[rows, np.arange(vecs.shape[1])])
-        matrix = vecs / np.sqrt(lam + epsilon)
-        if kind == "zca":
-            matrix = matrix @ vecs.T
-        transform = lambda a: (flat(a) - mean) @ matrix  # noqa: E731
-    out = lambda a: transform(a).astype(np.float32).reshape(a.shape)  # noqa: E731
-    return dataclasses.replace(ds, x_train=out(ds.x_train), x_test=out(ds.x_test), whitening=kind)
-
-
-def _standardize(ds: Dataset) -> Dataset:
-    x = np.asarray(ds.x_train, dtype=np.float64)
-    mean, std = float(x.mean()), float(x.std())
-    if not std > 0.0:
-        raise DataError(f"dataset {ds.name!r}: training pixels have zero variance; cannot standardize")
-    f = lambda a: ((np.asarray(a, dtype=np.float64) - mean) / std).astype(np.float32)  # noqa: E731
-    return dataclasses.replace(ds, x_train=f(ds.x_train), x_test=f(ds.x_test),
-                               pixel_mean=mean, pixel_std=std)
 
 
 # ---------------------------------------------------------------------------- mnist_embedded
