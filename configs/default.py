@@ -101,3 +101,18 @@ def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     # and `bn-exp report` leaves it out of the ledger (bn_experiments.config.SMOKE_KEY).
     config.smoke = True
     return config
+
+
+def paired_seeds(config: ml_collections.ConfigDict, arg: str | None, axes: tuple, *,
+                 seeds: tuple = (0, 1, 2), quick_axes: tuple | None = None
+                 ) -> ml_collections.ConfigDict:
+    """The shape most probe experiments share: a grid of `axes` x `seeds` (arms paired by seed),
+    no checkpoints (each run takes minutes); `arg == "quick"` shrinks it to a smoke run over
+    `quick_axes` (default `axes`) and two seeds."""
+    config.checkpoint_every = 0
+    config.grid = (*axes, ("seed", tuple(seeds)))
+    if arg == "quick":
+        shrink(config)
+        config.checkpoint_every = 0
+        config.grid = (*(axes if quick_axes is None else quick_axes), ("seed", (0, 1)))
+    return config

@@ -18,11 +18,5 @@ from bn_experiments.configs import default
 def get_config(arg: str | None = None):
     config = default.sweep("gamma_beta_identity", steps=10_000, eval_every=1_000,
                            learning_rate=0.1)
-    config.checkpoint_every = 0
     config.model.norm = "batchnorm"
-    config.grid = (("model.bn_affine", (True, False)), ("seed", (0, 1, 2)))
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.grid = (("model.bn_affine", (True, False)), ("seed", (0, 1)))
-    return config
+    return default.paired_seeds(config, arg, (("model.bn_affine", (True, False)),))

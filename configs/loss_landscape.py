@@ -16,11 +16,5 @@ from bn_experiments.configs import default
 
 def get_config(arg: str | None = None):
     config = default.sweep("loss_landscape", steps=4_000, eval_every=100, learning_rate=0.1)
-    config.checkpoint_every = 0
-    config.grid = (("model.activation", ("sigmoid", "relu")), ("model.norm", ("none", "batchnorm")),
-                   ("seed", (0, 1, 2)))
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.grid = (("model.norm", ("none", "batchnorm")), ("seed", (0, 1)))
-    return config
+    axes = (("model.activation", ("sigmoid", "relu")), ("model.norm", ("none", "batchnorm")))
+    return default.paired_seeds(config, arg, axes, quick_axes=(("model.norm", ("none", "batchnorm")),))

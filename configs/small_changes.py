@@ -17,10 +17,4 @@ from bn_experiments.configs import default
 
 def get_config(arg: str | None = None):
     config = default.sweep("small_changes", steps=5_000, eval_every=250, learning_rate=0.1)
-    config.checkpoint_every = 0
-    config.grid = (("model.norm", ("none", "batchnorm")), ("seed", (0, 1, 2)))
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.grid = (("model.norm", ("none", "batchnorm")), ("seed", (0, 1)))
-    return config
+    return default.paired_seeds(config, arg, (("model.norm", ("none", "batchnorm")),))
