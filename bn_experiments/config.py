@@ -52,6 +52,19 @@ class Static:
     weight_decay: float = 0.0  # L2 coefficient on the weights (0: none)
     decay_steps: int = 1  # schedule "exponential": the rate is decay_rate ** (step / decay_steps)
     decay_rate: float = 1.0
+    # Extra evaluations before the regular ones (every `eval_every` steps), to resolve the early
+    # phase of training: e.g. (50, 100, 200) with eval_every=500.
+    eval_steps: tuple[int, ...] = ()
+
+    def schedule_steps(self) -> list[int]:
+        """The evaluated steps after step 0: `eval_steps` and every multiple of `eval_every`."""
+        return eval_schedule(self.steps, self.eval_every, self.eval_steps)
+
+
+def eval_schedule(steps: int, eval_every: int, extra: tuple[int, ...] = ()) -> list[int]:
+    """Sorted evaluation steps after step 0: every multiple of `eval_every` up to `steps`, plus
+    the `extra` early steps. Training runs in chunks between consecutive evaluations."""
+    return sorted(set(range(eval_every, steps + 1, eval_every)) | {int(s) for s in extra})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +205,10 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
                "must be a positive integer")
     _check(flat["steps"] % flat["eval_every"] == 0, "eval_every", flat["eval_every"],
            f"must divide steps={flat['steps']}")
+    extra = flat.get("eval_steps", ())
+    _check(isinstance(extra, (tuple, list)) and all(
+        isinstance(e, int) and not isinstance(e, bool) and 0 < e < flat["steps"] for e in extra),
+        "eval_steps", extra, f"must be a tuple of steps in (0, steps={flat['steps']}), e.g. (50, 100)")
     ce = flat.get("checkpoint_every", 0)
     _check(isinstance(ce, int) and ce >= 0 and ce % flat["eval_every"] == 0, "checkpoint_every", ce,
            f"must be 0 (off) or a multiple of eval_every={flat['eval_every']}")
@@ -345,7 +362,8 @@ def runs(cfg: ml_collections.ConfigDict, *, input_shape: tuple = (28, 28, 1),
             use_momentum=float(run_cfg.optimizer.momentum) > 0,
             weight_decay=float(run_cfg.optimizer.get("weight_decay", 0.0)),
             decay_steps=int(run_cfg.optimizer.get("decay_steps", 1)),
-            decay_rate=float(run_cfg.optimizer.get("decay_rate", 1.0)))
+            decay_rate=float(run_cfg.optimizer.get("decay_rate", 1.0)),
+            eval_steps=tuple(sorted(set(run_cfg.get("eval_steps", ())))))
         numbers = Numbers(learning_rate=float(run_cfg.learning_rate),
                           momentum=float(run_cfg.optimizer.momentum),
                           init_std=float(run_cfg.model.init_std), seed=int(run_cfg.seed))

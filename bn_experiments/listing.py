@@ -47,7 +47,7 @@ def estimate_seconds(runs, groups) -> float:
         key = (s.model_name, s.model)
         if key not in sizes:
             sizes[key] = _parameters(run)
-        evals = s.steps // s.eval_every + 1
+        evals = len(s.schedule_steps()) + 1
         work += sizes[key] * (s.steps * s.batch_size + evals * TEST_EXAMPLES)
     return work / RATE + COMPILE_SECONDS * len(groups)
 

@@ -10,7 +10,7 @@ quantity by giving its module a `Probe`:
     register(Experiment("my_experiment", claims=..., figures=..., probe=Probe(measure)))
 
 `measure` is a pure JAX function. The trainer traces it into the compiled evaluation, so it runs
-at step 0 and at every evaluation (`eval_every` steps), for every run of the program (vmapped
+at step 0 and at every evaluation (`eval_every` steps and `eval_steps`), for every run of the program (vmapped
 with them in a sweep), on the run's current parameters and a fixed probe batch of training
 examples (drawn from the run's seed, `train.probe_indices`: the same examples at every
 evaluation of the run). It never changes the training trajectory: it runs in the evaluation,
@@ -44,6 +44,13 @@ class ProbeInputs(NamedTuple):
     apply: Callable[..., tuple[jax.Array, Any, dict]]
     learning_rate: jax.Array  # the learning rate of the next step (schedule applied)
     step: jax.Array           # the number of updates taken so far
+    # The run at its previous evaluation (at step 0: the current params/state/step), so a probe
+    # can measure what changed between two evaluations (e.g. the shift of a layer's inputs that
+    # the layers below caused).
+    prev_params: Any = None
+    prev_state: Any = None
+    prev_step: Any = None
+    model: Any = None         # the model family's static config (e.g. `model.use_bn`, widths)
 
 
 @dataclasses.dataclass(frozen=True)

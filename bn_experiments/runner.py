@@ -99,8 +99,8 @@ def _compiled(program: train.Program, batched: bool):
     evaluate, drift = jax.jit(program.evaluate), jax.jit(train.ics_drift)
     population = jax.jit(program.evaluate_population)
     return (lambda n: add(init)(drop(n)),
-            lambda c, n: add(chunk)(drop(c), drop(n)),
-            lambda c, n: add(evaluate)(drop(c), drop(n)),
+            lambda c, n, length=None: add(lambda *a: chunk(*a, length=length))(drop(c), drop(n)),
+            lambda c, n, p: add(evaluate)(drop(c), drop(n), drop(p)),
             lambda a, b: add(drift)(drop(a), drop(b)),
             lambda c: add(population)(drop(c)))
 
@@ -132,7 +132,9 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
     chunks: dict[str, list[np.ndarray]] = {"train_loss": [], "preact_percentiles": []}
     diverged = np.full(n, NOT_DIVERGED)
     prev_ics = None  # the previous evaluation's per-unit statistics, for the ICS drift
+    prev_eval = None  # the previous evaluation's params/state/step, for the probe
     step = 0
+    schedule = static.schedule_steps()
 
     def save(at: int) -> None:
         if metrics_file is not None:
@@ -144,7 +146,8 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
                 "eval_steps": np.asarray(eval_steps),
                 "evals": {k: np.stack(v) for k, v in evals.items()},
                 "chunks": {k: np.concatenate(v, axis=1) for k, v in chunks.items()},
-                "prev_ics": jax.tree.map(np.asarray, jax.device_get(prev_ics))})
+                "prev_ics": jax.tree.map(np.asarray, jax.device_get(prev_ics)),
+                "prev_eval": jax.tree.map(np.asarray, jax.device_get(prev_eval))})
         checkpointer.save(at, carry, host)
 
     if checkpointer is not None and checkpointer.exists():
@@ -159,12 +162,15 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
             chunks = {k: [v] for k, v in host["chunks"].items()}
             diverged = host["diverged"]
             prev_ics = jax.tree.map(jnp.asarray, host["prev_ics"])
+            prev_eval = jax.tree.map(jnp.asarray, host["prev_eval"])
     elif checkpointer is not None and checkpoint_every:
         save(0)  # remembers where this program's metrics.jsonl rows begin
 
     def record(at: int) -> None:
-        nonlocal prev_ics
-        metrics = evaluate(carry, numbers)
+        nonlocal prev_ics, prev_eval
+        now = train.previous_evaluation(carry)
+        metrics = evaluate(carry, numbers, now if prev_eval is None else prev_eval)
+        prev_eval = now
         ics = metrics.pop("ics")
         shifts = drift(ics if prev_ics is None else prev_ics, ics)
         if prev_ics is None:  # no previous evaluation to compare with at step 0
@@ -185,14 +191,16 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
     bar = tqdm(total=static.steps, initial=step, desc=desc or runs[0].name, unit="step",
                disable=not progress, leave=False)
     while step < static.steps and not (diverged < NOT_DIVERGED).all():
-        carry, metrics = chunk(carry, numbers)
+        length = next(s for s in schedule if s > step) - step
+        carry, metrics = chunk(carry, numbers,
+                               length=None if length == static.eval_every else length)
         metrics = jax.device_get(metrics)
         for k in chunks:
             chunks[k].append(np.asarray(metrics[k]))
         d = np.asarray(jax.device_get(carry["diverged_at"]))
         diverged = np.where(d >= 0, d, diverged)
-        step += static.eval_every
-        bar.update(static.eval_every)
+        step += length
+        bar.update(length)
         if (diverged < NOT_DIVERGED).all():
             break
         record(step)
@@ -228,6 +236,7 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
         final = _final(run_evals, [eval_steps[i] for i in keep], losses[p, :end], d,
                        target=target, window=static.eval_every,
                        scheduled=static.steps // static.eval_every + 1,
+                       regular=static.eval_every,
                        chance=1.0 / data.num_classes)
         if pop is not None and d is None:
             final["test_accuracy_population"] = float(pop[p])
@@ -247,13 +256,17 @@ CHANCE_MARGIN = 0.05  # "did not train": max test accuracy within this of chance
 
 
 def _final(evals: dict, steps: list[int], losses: np.ndarray, diverged_at: int | None, *,
-           target: float, window: int, scheduled: int, chance: float) -> dict:
+           target: float, window: int, scheduled: int, chance: float,
+           regular: int | None = None) -> dict:
     """Final measures: accuracy, steps to target, area under the accuracy curve, outcomes, drift."""
     acc = np.asarray(evals["test_accuracy"], dtype=float)
-    finite = np.isfinite(acc)
-    # Mean test accuracy over all scheduled evaluations (the area under the curve over its
-    # length); evaluations a diverged run never reached count as chance.
-    auc = (np.nansum(acc) + chance * (scheduled - finite.sum())) / scheduled
+    # Mean test accuracy over the regular evaluations (step 0 and every `regular` steps; the extra
+    # early ones would weigh the start more): the area under the curve over its length;
+    # evaluations a diverged run never reached count as chance.
+    on_grid = np.asarray([regular is None or s % regular == 0 for s in steps], bool)
+    finite = np.isfinite(acc) & on_grid
+    auc = (np.nansum(np.where(on_grid, acc, np.nan)) + chance * (scheduled - finite.sum())
+           ) / scheduled
     reached = [s for s, a in zip(steps, acc) if a >= target]
     max_acc = float(np.nanmax(acc)) if finite.any() else None
     final = {

@@ -60,12 +60,17 @@ _RANK_MAX = 256  # batches up to this size take percentiles from pairwise ranks,
 class Program(NamedTuple):
     """Pure functions of one run; `jax.jit` them, or `jax.vmap` then jit for a sweep."""
     init: Callable[[dict], dict]                      # numbers -> carry
-    chunk: Callable[[dict, dict], tuple[dict, dict]]  # (carry, numbers) -> carry, per-step metrics
-    # (carry, numbers) -> carry, per-step metrics, replay: `chunk` without the per-step divergence
-    # check; where `replay` is True the result is not valid and `chunk` must be run instead.
-    fast_chunk: Callable[[dict, dict], tuple[dict, dict, jax.Array]]
-    # (carry, numbers) -> test metrics (running statistics), and the probe's under "probe"
-    evaluate: Callable[[dict, dict], dict]
+    # (carry, numbers, length=eval_every) -> carry, per-step metrics: `length` SGD steps (a static
+    # Python int: each distinct length is its own compiled scan).
+    chunk: Callable[..., tuple[dict, dict]]
+    # (carry, numbers, length=eval_every) -> carry, per-step metrics, replay: `chunk` without the
+    # per-step divergence check; where `replay` is True the result is not valid and `chunk` must
+    # be run instead.
+    fast_chunk: Callable[..., tuple[dict, dict, jax.Array]]
+    # (carry, numbers, prev) -> test metrics (running statistics), and the probe's under "probe";
+    # `prev` = {"params", "bn_state", "step"} of the previous evaluation (the probe's
+    # `prev_params`, `prev_state`, `prev_step`; at step 0 the carry's own).
+    evaluate: Callable[..., dict]
     evaluate_population: Callable[[dict], dict]       # carry -> test metrics (Algorithm 2)
 
 
@@ -117,9 +122,19 @@ def chunk_runner(program: Program, batched: bool = False) -> Callable[[dict, dic
     caller's carry is not donated: it is the replay's starting point.
     """
     wrap = jax.vmap if batched else (lambda f: f)
-    fast, checked = jax.jit(wrap(program.fast_chunk)), jax.jit(wrap(program.chunk))
+    compiled: dict[int | None, tuple[Callable, Callable]] = {}
 
-    def run(carry: dict, numbers: dict) -> tuple[dict, dict]:
+    def jitted(length: int | None) -> tuple[Callable, Callable]:
+        # One pair of jitted functions per chunk length (a static scan length).
+        if length not in compiled:
+            bind = (lambda f: f) if length is None else (
+                lambda f: lambda c, n: f(c, n, length=length))
+            compiled[length] = (jax.jit(wrap(bind(program.fast_chunk))),
+                                jax.jit(wrap(bind(program.chunk))))
+        return compiled[length]
+
+    def run(carry: dict, numbers: dict, length: int | None = None) -> tuple[dict, dict]:
+        fast, checked = jitted(length)
         out, metrics, replay = fast(carry, numbers)
         if bool(np.any(jax.device_get(replay))):
             return checked(carry, numbers)
@@ -235,6 +250,11 @@ def _probe_outputs(out: dict) -> dict:
     return checked
 
 
+def previous_evaluation(carry: dict) -> dict:
+    """What a probe sees of the previous evaluation: the carry's params, BN state and step."""
+    return {"params": carry["params"], "bn_state": carry["bn_state"], "step": carry["step"]}
+
+
 def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = None) -> Program:
     """Builds the run's pure functions over `data` (arrays already on the device). `probe`: the
     experiment's extra measurement, compiled into `evaluate` (see bn_experiments.probe)."""
@@ -303,16 +323,18 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
                  "diverged_at": jnp.where(alive & ~finite, step + 1, carry["diverged_at"])}
         return carry, metrics
 
-    def scan_chunk(carry: dict, numbers: dict, checked: bool) -> tuple[dict, dict]:
-        idx = data_lib.batch_indices(carry["data_key"], carry["step"], static.eval_every,
+    def scan_chunk(carry: dict, numbers: dict, checked: bool, length: int | None
+                   ) -> tuple[dict, dict]:
+        idx = data_lib.batch_indices(carry["data_key"], carry["step"], length or static.eval_every,
                                      static.batch_size, num_train)
         return jax.lax.scan(lambda c, i: train_step(numbers, c, i, checked), carry, idx)
 
-    def chunk(carry: dict, numbers: dict) -> tuple[dict, dict]:
-        return scan_chunk(carry, numbers, checked=True)
+    def chunk(carry: dict, numbers: dict, length: int | None = None) -> tuple[dict, dict]:
+        return scan_chunk(carry, numbers, checked=True, length=length)
 
-    def fast_chunk(carry: dict, numbers: dict) -> tuple[dict, dict, jax.Array]:
-        out, metrics = scan_chunk(carry, numbers, checked=False)
+    def fast_chunk(carry: dict, numbers: dict, length: int | None = None
+                   ) -> tuple[dict, dict, jax.Array]:
+        out, metrics = scan_chunk(carry, numbers, checked=False, length=length)
         alive = carry["diverged_at"] < 0
         # A frozen run stays frozen (as `chunk` keeps it): old state, NaN metrics.
         out = {**out, **jax.tree.map(lambda n, o: jnp.where(alive, n, o),
@@ -342,18 +364,21 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
         logits, new_state, inter = family.apply(params, state, x, cfg=cfg, train=True, rng=None)
         return _cross_entropy(logits, y), (new_state, inter)
 
-    def measure(carry: dict, numbers: dict) -> dict:
+    def measure(carry: dict, numbers: dict, prev: dict) -> dict:
         idx = probe_indices(carry["data_key"], probe_size, num_train)
         inputs = ProbeInputs(
             params=carry["params"], state=carry["bn_state"], x=train_images(idx),
             y=data.y_train[idx], loss_fn=probe_loss, apply=bound_apply,
-            learning_rate=numbers["learning_rate"] * schedule(carry["step"]), step=carry["step"])
+            learning_rate=numbers["learning_rate"] * schedule(carry["step"]), step=carry["step"],
+            prev_params=prev["params"], prev_state=prev["bn_state"], prev_step=prev["step"],
+            model=cfg)
         return _probe_outputs(probe.measure(inputs))
 
-    def evaluate(carry: dict, numbers: dict) -> dict:
+    def evaluate(carry: dict, numbers: dict, prev: dict | None = None) -> dict:
         out = _test_metrics(carry["params"], carry["bn_state"])
         if probe is not None:
-            out["probe"] = measure(carry, numbers)
+            out["probe"] = measure(carry, numbers, previous_evaluation(carry)
+                                   if prev is None else prev)
         return out
 
     def evaluate_population(carry: dict) -> dict:

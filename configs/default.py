@@ -24,6 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     # Evaluate on the test split every this many steps (and at step 0). Must divide `steps`.
     config.eval_every = 500
+    # Extra evaluation steps before the regular ones, to resolve the early phase of training
+    # (e.g. (50, 100, 200) with eval_every=500). Each in (0, steps).
+    config.eval_steps = ()
     # steps_to_target = first evaluated step whose test accuracy reaches this.
     config.target_accuracy = 0.95
     # Algorithm 2: also evaluate BN runs at the end with population statistics from this many

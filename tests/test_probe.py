@@ -180,3 +180,69 @@ def test_a_bad_probe_is_refused_with_its_key(data):
         program.evaluate(program.init(numbers), numbers)
     with pytest.raises(ValueError, match="probe batch_size=999"):
         train.make_program(run.static, data, Probe(_measure, batch_size=999))
+
+
+def _moved(inputs: ProbeInputs) -> dict:
+    """How far the params moved since the previous evaluation, and the steps it saw."""
+    sq = jax.tree.map(lambda a, b: jnp.sum((a - b) ** 2), inputs.params, inputs.prev_params)
+    return {"moved": jnp.sqrt(sum(jax.tree.leaves(sq))),
+            "w1": jnp.linalg.norm(inputs.params["hidden"][0]["w"]),
+            "prev_w1": jnp.linalg.norm(inputs.prev_params["hidden"][0]["w"]),
+            "prev_step": inputs.prev_step.astype(jnp.float32),
+            "use_bn": float(inputs.model.use_bn)}
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_probe_sees_the_previous_evaluation_on_an_uneven_schedule(data, tmp_path, monkeypatch,
+                                                                   resumed):
+    """`prev_params` is the run at the previous evaluation (itself at step 0), including the extra
+    early evaluations of `eval_steps`, and survives an interrupt and resume from a checkpoint."""
+    name = NAME + "_prev"
+    experiments.register(experiments.Experiment(name, probe=Probe(_moved, batch_size=8)))
+    try:
+        cfg = _cfg(**{"model.norm": "batchnorm", "eval_steps": (3, 5), "checkpoint_every": 20})
+        cfg.experiment = name
+        wd = tmp_path / "w"
+        if resumed:  # interrupted at an evaluation (checkpointed there), then resumed
+            calls = iter(range(1000))
+
+            def ctrl_c_at_the_fourth_evaluation() -> bool:  # as the SIGINT handler would
+                runner.interrupt._requested = next(calls) >= 3
+                return runner.interrupt._requested
+            monkeypatch.setattr(runner.interrupt, "requested", ctrl_c_at_the_fourth_evaluation)
+            with pytest.raises(runner.interrupt.Interrupted):
+                runner.train_and_evaluate(cfg, wd, progress=False, plot=False)
+            monkeypatch.setattr(runner.interrupt, "_requested", False)
+            monkeypatch.setattr(runner.interrupt, "requested", lambda: False)
+        run = runner.train_and_evaluate(cfg, wd, progress=False, plot=False)["runs"][0]
+    finally:
+        experiments._REGISTRY.pop(name, None)
+    c = run["curves"]
+    steps = [0, 3, 5] + list(range(EVERY, STEPS + 1, EVERY))
+    assert c["probe_moved"]["step"] == steps
+    assert c["probe_prev_step"]["value"] == [0.0] + [float(s) for s in steps[:-1]]
+    assert c["probe_moved"]["value"][0] == 0.0 and min(c["probe_moved"]["value"][1:]) > 0
+    assert c["probe_prev_w1"]["value"][1:] == pytest.approx(c["probe_w1"]["value"][:-1], rel=1e-6)
+    assert c["probe_use_bn"]["value"] == [1.0] * len(steps)
+
+
+def test_extra_early_evaluations_do_not_change_the_trajectory(data, tmp_path):
+    """Chunks of uneven length (eval_steps) train on the same batches: the curves at the regular
+    steps and the training loss of every step are those of the plain schedule."""
+    plain = runner.train_and_evaluate(_cfg(), tmp_path / "plain", progress=False, plot=False)
+    early = runner.train_and_evaluate(_cfg(eval_steps=(1, 2, 5)), tmp_path / "early",
+                                      progress=False, plot=False)
+    a, b = plain["runs"][0]["curves"], early["runs"][0]["curves"]
+    assert b["test_accuracy"]["step"] == [0, 1, 2, 5, 10, 20, 30, 40]
+    np.testing.assert_array_equal(a["train_loss"]["value"], b["train_loss"]["value"])
+    regular = [i for i, s in enumerate(b["test_loss"]["step"]) if s % EVERY == 0]
+    np.testing.assert_allclose(a["test_loss"]["value"],
+                               [b["test_loss"]["value"][i] for i in regular], rtol=1e-6)
+    assert plain["runs"][0]["final"]["auc_test_accuracy"] == pytest.approx(
+        early["runs"][0]["final"]["auc_test_accuracy"], rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [(0,), (40,), (5.0,), "5"])
+def test_bad_eval_steps_are_refused_with_the_field(bad):
+    with pytest.raises(config_lib.ConfigError, match="eval_steps"):
+        config_lib.validate(_cfg(eval_steps=bad), reference=default.get_config())
