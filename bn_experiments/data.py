@@ -15,10 +15,12 @@ sequence of batches does not depend on how the run is chunked.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gzip
 import hashlib
 import importlib.resources
 import io
+import logging
 import os
 import pathlib
 import zlib
@@ -383,28 +385,73 @@ def _from_arrays(name: str, train: Mapping[str, np.ndarray], test: Mapping[str, 
     )
 
 
-def _load_tfds(tfds_name: str) -> Dataset:
-    """Any TFDS image classification set with train/test splits (e.g. ``tfds:cifar10``).
+def _tfds_data_dir() -> pathlib.Path:
+    """Where ``tfds:<name>`` looks for prepared data: ``$TFDS_DATA_DIR`` (TFDS's own variable),
+    else ``$BN_EXP_DATA_DIR/tfds`` (the suite's data root, as ``mnist`` uses
+    ``$BN_EXP_DATA_DIR/mnist``), else TFDS's default ``~/tensorflow_datasets``."""
+    if os.environ.get("TFDS_DATA_DIR"):
+        return pathlib.Path(os.environ["TFDS_DATA_DIR"]).expanduser()
+    if os.environ.get("BN_EXP_DATA_DIR"):
+        return pathlib.Path(os.environ["BN_EXP_DATA_DIR"]).expanduser() / "tfds"
+    return pathlib.Path("~/tensorflow_datasets").expanduser()
 
-    Imported lazily: tensorflow is heavy and optional.  TFDS downloads into
-    ``$TFDS_DATA_DIR`` (default ~/tensorflow_datasets) on first use.
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's message squeezed onto one line (TFDS messages span many lines)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _load_tfds(tfds_name: str) -> Dataset:
+    """Any TFDS image classification set with train/test splits (e.g. ``tfds:cifar10``), read
+    from data prepared beforehand in :func:`_tfds_data_dir`.
+
+    Never downloads: a missing dataset would otherwise start a download that, offline, takes
+    minutes to fail, in the middle of a run.  Preparing it is one explicit step, named in the
+    error.  Imported lazily: tensorflow is heavy and optional.  TensorFlow's import-time notices
+    on stderr are silenced (``TF_CPP_MIN_LOG_LEVEL=2``, ``TF_ENABLE_ONEDNN_OPTS=0``, unless set)
+    so a later error stays one line; TF only decodes uint8 images here, so oneDNN's float
+    round-off does not apply.
     """
     if not tfds_name:
         raise DataError("tfds: source needs a dataset name, e.g. 'tfds:cifar10'")
+    source = f"data.source 'tfds:{tfds_name}'"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         import tensorflow_datasets as tfds  # type: ignore[import-not-found]
     except ImportError as e:
-        raise DataError(f"tfds:{tfds_name}: tensorflow_datasets is not installed; run "
+        raise DataError(f"{source}: tensorflow_datasets is not installed; run "
                         "`pip install 'bn-experiments[tfds]'` (or use 'mnist_embedded' / 'idx:<dir>')") from e
+    data_dir = _tfds_data_dir()
+    absl_logger = logging.getLogger("absl")  # TFDS warns of each variant folder it finds empty
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
     try:
-        (train_ds, test_ds), info = tfds.load(tfds_name, split=["train", "test"], batch_size=-1,
-                                              with_info=True)
-        label = info.features["label"]
+        builder = tfds.builder(tfds_name, data_dir=str(data_dir))
+        prepared = builder.is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+        base = tfds_name.split(":")[0].split("/")[0]
+        close = difflib.get_close_matches(base, tfds.list_builders(with_community_datasets=False), n=1)
+        hint = f"did you mean 'tfds:{close[0]}'? " if close else ""
+        raise DataError(f"{source}: TensorFlow Datasets has no dataset {base!r}; {hint}use a name "
+                        "of tfds.list_builders(), e.g. 'tfds:cifar10'") from None
+    except Exception as e:  # bad config/version, a namespace needing other packages...
+        raise DataError(f"{source}: TensorFlow Datasets cannot build it: {_one_line(e)}") from None
+    finally:
+        absl_logger.setLevel(level)
+    if not prepared:
+        raise DataError(
+            f"{source}: not prepared in {data_dir} (no {builder.data_dir}); the suite never "
+            f"downloads it: prepare it once with network access, `python -c \"import "
+            f"tensorflow_datasets as tfds; tfds.builder('{tfds_name}', data_dir='{data_dir}')"
+            f".download_and_prepare()\"`, or set $TFDS_DATA_DIR to a folder that has it")
+    try:
+        train_ds, test_ds = builder.as_dataset(split=["train", "test"], batch_size=-1)
+        label = builder.info.features["label"]
         num_classes = int(label.num_classes) if hasattr(label, "num_classes") else None
-    except Exception as e:  # tfds raises many types (DatasetNotFoundError, download errors...)
-        raise DataError(f"tfds:{tfds_name}: tensorflow_datasets could not load it ({type(e).__name__}: "
-                        f"{e}); check the name, network access for the first download, or "
-                        "$TFDS_DATA_DIR for a pre-downloaded copy") from e
+    except Exception as e:  # no train/test split, no 'label' feature, corrupt files...
+        raise DataError(f"{source}: cannot read it from {builder.data_dir}: {_one_line(e)}") from None
     return _from_arrays(f"tfds:{tfds_name}", tfds.as_numpy(train_ds), tfds.as_numpy(test_ds), num_classes)
 
 
