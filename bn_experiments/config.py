@@ -63,8 +63,10 @@ class Static:
 
 def eval_schedule(steps: int, eval_every: int, extra: tuple[int, ...] = ()) -> list[int]:
     """Sorted evaluation steps after step 0: every multiple of `eval_every` up to `steps`, plus
-    the `extra` early steps. Training runs in chunks between consecutive evaluations."""
-    return sorted(set(range(eval_every, steps + 1, eval_every)) | {int(s) for s in extra})
+    the `extra` early steps below `steps` (a shortened run keeps those that fit). Training runs
+    in chunks between consecutive evaluations."""
+    return sorted(set(range(eval_every, steps + 1, eval_every))
+                  | {int(s) for s in extra if 0 < int(s) < steps})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,8 +209,8 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
            f"must divide steps={flat['steps']}")
     extra = flat.get("eval_steps", ())
     _check(isinstance(extra, (tuple, list)) and all(
-        isinstance(e, int) and not isinstance(e, bool) and 0 < e < flat["steps"] for e in extra),
-        "eval_steps", extra, f"must be a tuple of steps in (0, steps={flat['steps']}), e.g. (50, 100)")
+        isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in extra),
+        "eval_steps", extra, "must be a tuple of positive steps, e.g. (50, 100)")
     ce = flat.get("checkpoint_every", 0)
     _check(isinstance(ce, int) and ce >= 0 and ce % flat["eval_every"] == 0, "checkpoint_every", ce,
            f"must be 0 (off) or a multiple of eval_every={flat['eval_every']}")

@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Evaluate on the test split every this many steps (and at step 0). Must divide `steps`.
     config.eval_every = 500
     # Extra evaluation steps before the regular ones, to resolve the early phase of training
-    # (e.g. (50, 100, 200) with eval_every=500). Each in (0, steps).
+    # (e.g. (50, 100, 200) with eval_every=500). Those at or beyond `steps` are left out.
     config.eval_steps = ()
     # steps_to_target = first evaluated step whose test accuracy reaches this.
     config.target_accuracy = 0.95

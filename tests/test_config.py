@@ -26,14 +26,23 @@ def test_every_shipped_config_validates_against_the_default_keys():
             assert sweep.expand(cfg, num_train=8000)
 
 
-def test_fig1_runs_differ_only_in_norm():
-    no_bn, bn = config_lib.runs(fig1_mnist.get_config())
-    assert (no_bn.name, bn.name) == ("no_bn", "bn")
-    assert no_bn.static.model.norm == "none" and bn.static.model.norm == "batchnorm"
-    assert no_bn.numbers == bn.numbers
-    diff = {k for k in no_bn.flat if no_bn.flat[k] != bn.flat[k]}
-    assert diff == {"model.norm"}
-    assert bn.flat["model.widths"] == [100, 100, 100] and "runs" not in bn.flat
+def test_fig1_runs_are_paired_by_seed_and_differ_only_in_norm():
+    """Figure 1: both networks for each of 5 seeds; a pair shares everything but `model.norm`, so
+    the same init draw and batch order (the seed) is compared with and without BN."""
+    runs = sweep.expand(fig1_mnist.get_config(), num_train=8000)
+    by = {(r.flat["model.norm"], r.flat["seed"]): r for r in runs}
+    assert sorted({s for _, s in by}) == [0, 1, 2, 3, 4] and len(runs) == 10
+    for seed in range(5):
+        no_bn, bn = by[("none", seed)], by[("batchnorm", seed)]
+        assert no_bn.static.model.norm == "none" and bn.static.model.norm == "batchnorm"
+        assert no_bn.numbers == bn.numbers
+        diff = {k for k in no_bn.flat if no_bn.flat[k] != bn.flat[k]}
+        assert diff == {"model.norm"}
+    assert bn.flat["learning_rate"] == 0.05 and bn.flat["model.init_std"] == 0.1
+    assert bn.flat["eval_steps"] == [50, 100, 200] or bn.flat["eval_steps"] == (50, 100, 200)
+    assert bn.flat["model.widths"] == [100, 100, 100] and "grid" not in bn.flat
+    quick = config_lib.runs(fig1_mnist.get_config("quick"))
+    assert [r.name for r in quick] == ["no_bn", "bn"]
 
 
 def test_run_spec_parsing():

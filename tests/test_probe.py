@@ -234,6 +234,7 @@ def test_extra_early_evaluations_do_not_change_the_trajectory(data, tmp_path):
                                       progress=False, plot=False)
     a, b = plain["runs"][0]["curves"], early["runs"][0]["curves"]
     assert b["test_accuracy"]["step"] == [0, 1, 2, 5, 10, 20, 30, 40]
+    assert config_lib.eval_schedule(40, 10, (5, 40, 45)) == [5, 10, 20, 30, 40]  # past the end: out
     np.testing.assert_array_equal(a["train_loss"]["value"], b["train_loss"]["value"])
     regular = [i for i, s in enumerate(b["test_loss"]["step"]) if s % EVERY == 0]
     np.testing.assert_allclose(a["test_loss"]["value"],
@@ -242,7 +243,7 @@ def test_extra_early_evaluations_do_not_change_the_trajectory(data, tmp_path):
         early["runs"][0]["final"]["auc_test_accuracy"], rel=1e-6)
 
 
-@pytest.mark.parametrize("bad", [(0,), (40,), (5.0,), "5"])
+@pytest.mark.parametrize("bad", [(0,), (-5,), (5.0,), "5"])
 def test_bad_eval_steps_are_refused_with_the_field(bad):
     with pytest.raises(config_lib.ConfigError, match="eval_steps"):
         config_lib.validate(_cfg(eval_steps=bad), reference=default.get_config())
