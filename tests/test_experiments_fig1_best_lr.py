@@ -58,6 +58,7 @@ def test_claims_reproduce_a_clear_effect_and_stay_inconclusive_on_one_seed():
     assert rows["faster_at_best_lr"]["evidence"]["effect"] == pytest.approx(2.0, abs=0.3)
     assert rows["higher_accuracy_at_best_lr"]["verdict"] == "reproduced"
     assert "0.3 without BN, 1 with BN" in rows["faster_at_best_lr"]["measured"]
+    assert "at the grid's edge with BN" in rows["faster_at_best_lr"]["measured"]  # 1 is the top
     one = by_id(best.claims(_grid(seeds=1)))
     assert {r["verdict"] for r in one.values()} == {"inconclusive"}
     same = by_id(best.claims(_grid(bn_speed=1.0, bn_top=0.96, jitter=0.004)))

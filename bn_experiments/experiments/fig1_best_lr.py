@@ -92,8 +92,15 @@ def claims(runs: list[dict]) -> list[dict]:
     lr_no, lr_bn, no, bn = picked
     seeds = sorted(set(no) & set(bn), key=repr)
     ts = targets([no[s] for s in seeds] + [bn[s] for s in seeds])
+    grid = runs_lib.values(runs, "learning_rate")
+    edge = [name for name, lr, norm in (("without BN", lr_no, runs_lib.NO_BN),
+                                        ("with BN", lr_bn, runs_lib.BN))
+            if len(own := runs_lib.values(runs_lib.select(runs, model__norm=norm),
+                                          "learning_rate")) > 1 and lr in (own[0], own[-1])]
     rates = (f"best rates on the validation split: {lr_no:g} without BN, {lr_bn:g} with BN "
-             f"(grid {', '.join(f'{v:g}' for v in runs_lib.values(runs, 'learning_rate'))})")
+             f"(grid {', '.join(f'{v:g}' for v in grid)})"
+             + (f" [at the grid's edge {' and '.join(edge)}: the best rate may lie beyond]"
+                if edge else ""))
     speed = stats.interval(speedup(no[s], bn[s], ts) for s in seeds)
     v_speed = stats.verdict(speed) if ts else stats.INCONCLUSIVE
     acc = stats.paired({s: late_accuracy(bn[s]) for s in seeds},
@@ -158,7 +165,7 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
     ax_lr.set_title("each network's learning-rate curve (dots: seeds)", fontsize=10)
     ax_curve.set_xscale("symlog", linthresh=50)
     plotting.style_plain_axes(ax_curve, "training steps (log scale past 50)", "validation accuracy")
-    ax_curve.set_ylim(0.5, 1.0)
+    ax_curve.set_ylim(0.0, 1.0)
     ax_curve.legend(loc="lower right", fontsize=9)
     ax_curve.set_title("each at its best rate: mean and seed band", fontsize=10)
     plotting.suptitle(fig, "Figure 1 with each network at its own best learning rate "
