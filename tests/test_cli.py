@@ -26,15 +26,15 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_every_file(quick_run):
     for name in ("config.json", "metrics.jsonl", "provenance.json", "summary.json", "curves.npz",
-                 "fig1a_test_accuracy.png", "fig1b_no_bn_percentiles.png",
-                 "fig1c_bn_percentiles.png", "fig1_combined.png"):
+                 "fig1a_test_accuracy.png", "fig1bc_percentiles.png", "fig1_input_shift.png",
+                 "fig1_combined.png"):
         assert (quick_run / name).is_file(), name
     doc = summary.load(quick_run / "summary.json")
     assert [r["name"] for r in doc["runs"]] == ["no_bn", "bn"]
     bn = doc["runs"][1]
     assert bn["config"]["model.norm"] == "batchnorm" and bn["config"]["steps"] == 100
     assert bn["curves"]["train_loss"]["step"] == list(range(100))
-    assert bn["curves"]["test_accuracy"]["step"] == [0, 50, 100]
+    assert bn["curves"]["test_accuracy"]["step"] == [0, 10, 20, 50, 100]  # eval_steps (10, 20)
     assert {"preact_p15", "preact_p50", "preact_p85", "preact_p50_unit1", "test_preact_p50"} \
         <= set(bn["curves"])
     assert {"test_accuracy", "max_test_accuracy", "steps_to_target",
@@ -42,7 +42,8 @@ def test_quick_run_writes_every_file(quick_run):
     assert [c["id"] for c in doc["claims"]] == [
         "fig1.bn_trains_faster", "fig1.bn_higher_accuracy", "fig1.bn_stabilizes_sigmoid_input"]
     rows = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["run"], r["step"]) for r in rows] == [(n, s) for n in ("no_bn", "bn") for s in (0, 50, 100)]
+    assert [(r["run"], r["step"]) for r in rows] == [(n, s) for n in ("no_bn", "bn")
+                                                    for s in (0, 10, 20, 50, 100)]
     prov = json.loads((quick_run / "provenance.json").read_text())
     assert prov["versions"]["jax"] and prov["device"]["platform"] and prov["wall_seconds"] > 0
     assert "wall" not in (quick_run / "summary.json").read_text()
@@ -248,4 +249,4 @@ def test_the_documented_layouts_of_metrics_and_curves(quick_run):
         bn_rows = [r for r in rows if r["run"] == "bn"]
         np.testing.assert_allclose(curves["bn/eval/test_accuracy"],
                                    [r["test_accuracy"] for r in bn_rows], rtol=1e-6)
-        assert list(curves["bn/eval/step"]) == [r["step"] for r in bn_rows] == [0, 50, 100]
+        assert list(curves["bn/eval/step"]) == [r["step"] for r in bn_rows] == [0, 10, 20, 50, 100]

@@ -35,5 +35,5 @@ def test_register_refuses_a_second_different_registration():
 
 def test_a_probe_is_a_probe():
     probed = [n for n in experiments.names() if experiments.get(n).probe]
-    assert "scale_invariance" in probed and "fig1" not in probed
+    assert {"scale_invariance", "fig1"} <= set(probed) and "fig1_calibration" not in probed
     assert all(isinstance(experiments.get(n).probe, Probe) for n in probed)

@@ -69,7 +69,7 @@ def test_no_pyplot_figures_leak(tmp_path):
 def test_sweep_plots_deterministic(tmp_path):
     grid = [NORMS, ("learning_rate", (0.1, 10.0)), ("seed", (0, 1))]
     make_sweep_summary(tmp_path, "lr_sweep", grid, steps=400, diverge=diverge_high_lr)
-    for experiment in ("lr_sweep", "fig1_seeds"):
+    for experiment in ("lr_sweep",):
         doc = json.loads((tmp_path / "summary.json").read_text())
         doc["experiment"] = experiment
         summary.write(tmp_path / "summary.json", doc)

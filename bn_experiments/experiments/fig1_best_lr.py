@@ -15,7 +15,6 @@ well inside the intervals reported. Both claims are Ioffe & Szegedy (2015), Sec.
 """
 from __future__ import annotations
 
-import math
 import pathlib
 
 import numpy as np
@@ -23,22 +22,12 @@ import numpy as np
 from bn_experiments import plotting, stats
 from bn_experiments import runs as runs_lib
 from bn_experiments.experiments import Experiment, register
+from bn_experiments.experiments import _fig1_measures as measures
 
-LATE_SHARE = 0.1
+LATE_SHARE = measures.LATE_SHARE
+late_accuracy = measures.late_accuracy  # the same "late accuracy" as fig1's
 TARGETS = tuple(np.round(np.arange(0.80, 0.981, 0.01), 2))
 FIGURE = "fig1_best_lr.png"
-
-
-def late_accuracy(run: dict) -> float | None:
-    """Mean evaluated accuracy over the last LATE_SHARE of training (None if it diverged)."""
-    if run.get("diverged_at_step") is not None:
-        return None
-    steps, values = runs_lib.curve(run, "test_accuracy")
-    if not steps:
-        return None
-    start = steps[-1] * (1 - LATE_SHARE)
-    late = [v for s, v in zip(steps, values) if s >= start and runs_lib.finite(v)]
-    return float(np.mean(late)) if late else None
 
 
 def best_rate(runs: list[dict]) -> float | None:
@@ -61,15 +50,14 @@ def targets(runs: list[dict]) -> list[float]:
 
 
 def speedup(no: dict, bn: dict, ts: list[float]) -> float | None:
-    """Mean over `ts` of log2(steps to t without BN / with BN); step 0 counts as half the first
-    evaluation interval's length, so a target reached at the first evaluation stays finite."""
+    """Mean over `ts` of log2(steps to t without BN / with BN) (`fig1`'s measure: step 0 counts
+    as 1 step); None when some target is not reached by both."""
     logs = []
     for t in ts:
-        a = stats.first_reach(*runs_lib.curve(no, "test_accuracy"), t)
-        b = stats.first_reach(*runs_lib.curve(bn, "test_accuracy"), t)
-        if a is None or b is None:
+        value, bound = measures.log2_speedup(bn, no, t)
+        if value is None or bound:
             return None
-        logs.append(math.log2(max(a, 1) / max(b, 1)))
+        logs.append(value)
     return float(np.mean(logs)) if logs else None
 
 
