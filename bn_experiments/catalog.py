@@ -4,7 +4,7 @@ First the claims of Ioffe & Szegedy (2015) about why and how BN works, in the or
 project's claims list (internal covariate shift first, the Jacobian conjecture last), then the
 papers' other sections: the MNIST and ImageNet experiments of Ioffe & Szegedy, Santurkar et al.
 (2018) and Yang et al. (2019). Each entry names the claim-row ids (the part after the experiment
-name: `fig1_seeds.bn_trains_faster` -> `bn_trains_faster`) of every experiment that bears on it,
+name: `fig1.bn_trains_faster` -> `bn_trains_faster`) of every experiment that bears on it,
 so the ledger shows each claim once with all its evidence beneath it. A claim with no experiment
 yet is listed as not yet tested; a claim row whose id no entry names gets an entry of its own.
 """
@@ -76,9 +76,10 @@ CLAIMS: tuple[Claim, ...] = (
           "With BN the layer Jacobians have singular values close to 1 (a conjecture)",
           "IS Sec. 3.3; Yang et al. 2019", ("bn_jacobian_singular_values_near_one",)),
     Claim("trains_faster", "BN reaches a given test accuracy in far fewer steps",
-          "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_trains_faster",)),
+          "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_trains_faster", "faster_at_best_lr")),
     Claim("higher_accuracy", "BN reaches a higher test accuracy",
-          "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_higher_accuracy", "bn_baseline_higher_accuracy",
+          "IS Sec. 4.1, Fig. 1(a); Sec. 4.2.2", ("bn_higher_accuracy", "higher_accuracy_at_best_lr",
+                                                 "bn_baseline_higher_accuracy",
                                                  "bn_x5_higher_accuracy", "bn_x30_higher_accuracy")),
     Claim("population_statistics",
           "Inference with population statistics (Algorithm 2) matches training-mode accuracy",

@@ -111,6 +111,13 @@ def test_late_accuracy_and_windows():
     assert m.window_mean(r, "median_shift", "transient") == pytest.approx(0.7)  # 50 .. 1000
     assert m.window_mean(r, "median_shift", "after") == pytest.approx(0.1)
     assert m.window_mean(r, "missing", "after") is None
+    assert m.window_mean(r, "median_shift", "late") == pytest.approx(0.1)
+    # "late" is the second half of training only: a shift that halves at 25,000 steps shows it
+    steps, vals = r["curves"]["probe_median_shift"]["step"], r["curves"]["probe_median_shift"]["value"]
+    r["curves"]["probe_median_shift"]["value"] = [v / 2 if s > 25_000 else v
+                                                  for s, v in zip(steps, vals)]
+    assert m.window_mean(r, "median_shift", "late") == pytest.approx(0.05)
+    assert 0.05 < m.window_mean(r, "median_shift", "after") < 0.1
     assert m.late_accuracy(run("none", 0, diverged_at=100)) is None
     assert m.log2_ratio(0.4, 0.1) == pytest.approx(2.0) and m.log2_ratio(0.0, 0.1) is None
 

@@ -136,11 +136,13 @@ def transient_end(run: dict) -> float:
 
 def window_mean(run: dict, key: str, phase: str) -> float | None:
     """Mean of probe curve `probe_<key>` over the evaluations after step 0 in `phase`
-    ("transient": up to `transient_end`; "after": beyond it). None: no finite value."""
+    ("transient": up to `transient_end`; "after": beyond it; "late": the second half of
+    training). None: no finite value."""
     steps, vals = runs_lib.curve(run, f"probe_{key}")
     end = transient_end(run)
-    keep = [v for s, v in zip(steps, vals) if s > 0 and runs_lib.finite(v)
-            and ((s <= end) if phase == "transient" else (s > end))]
+    inside = {"transient": lambda s: s <= end, "after": lambda s: s > end,
+              "late": lambda s: s > budget(run) / 2}[phase]
+    keep = [v for s, v in zip(steps, vals) if s > 0 and runs_lib.finite(v) and inside(s)]
     return float(np.mean(keep)) if keep else None
 
 
