@@ -7,9 +7,9 @@ no BN (`line_styles`) and labelled by its settings (`combo_label`), drawn as the
 with a ± 1 std band. Diverged runs and targets never reached are drawn as explicit markers ("x",
 "never"), never as numbers.
 
-`figures_vs_x` draws the two figures of a sweep over one number (the learning rate in `lr_sweep`,
-the init std in `init_sweep`): `<prefix>_accuracy.png` (max and final test accuracy, with a strip
-counting diverged seeds) and `<prefix>_steps_to_target.png` (with a "never" row on top).
+`figures_vs_x` draws the figure of a sweep over one number (the learning rate in `lr_sweep`):
+`<prefix>_accuracy.png` (best and final accuracy, with a strip counting the seeds that failed:
+diverged, or ended at chance, the rule of `bn_experiments.sweep_outcomes`).
 """
 from __future__ import annotations
 
@@ -20,14 +20,37 @@ import textwrap
 
 import numpy as np
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.ticker import NullLocator
 
 from bn_experiments.plotting import (
-    LINE_STYLES, NORM_COLORS, NORM_LABELS, NORM_LONG_LABELS, OTHER_COLORS, SEED_KEY, fmt_num,
-    fmt_steps, generic_figures, group_runs, is_diverged, is_number, max_steps, mean_curve,
-    mean_std, new_figure, read_curve, run_value, save_png, seed_band, seed_band_handle,
-    shared_config_line, steps_to_target, style_plain_axes, suptitle, legend_below, final_number,
-    swept_keys, target_accuracy)
+    LINE_STYLES,
+    NORM_COLORS,
+    NORM_LABELS,
+    NORM_LONG_LABELS,
+    OTHER_COLORS,
+    SEED_KEY,
+    final_number,
+    fmt_num,
+    generic_figures,
+    group_runs,
+    is_diverged,
+    is_number,
+    legend_below,
+    mean_curve,
+    mean_std,
+    new_figure,
+    read_curve,
+    run_value,
+    save_png,
+    seed_band,
+    seed_band_handle,
+    shared_config_line,
+    style_plain_axes,
+    suptitle,
+    swept_keys,
+    target_accuracy,
+)
+from bn_experiments.sweep_outcomes import fails
 
 _LAYER_KEY = re.compile(r"layer(\d+)$")
 
@@ -141,7 +164,7 @@ def hidden_layers(runs: list[dict], prefix: str) -> list[int]:
     found = set()
     for run in runs:
         for key in list(run.get("curves", {})) + list(run.get("final") or {}):
-            if key.startswith(prefix) or key.startswith("mean_" + prefix):
+            if key.startswith((prefix, "mean_" + prefix)):
                 m = _LAYER_KEY.search(key)
                 if m and key[:m.start()] in (prefix + "_", "mean_" + prefix + "_"):
                     found.add(int(m.group(1)))
@@ -220,9 +243,22 @@ def _label_rows(ax, rows_y: list[float], labels: list[tuple[str, str]]) -> None:
                 fontsize=7, color=color, clip_on=False)
 
 
+def _failed(run: dict) -> bool:
+    """The sweeps' fail rule (`bn_experiments.sweep_outcomes`): diverged or ended at chance."""
+    return fails(run) if "final" in run else is_diverged(run)
+
+
+def eval_split(runs: list[dict]) -> str:
+    """'validation' when the runs evaluate on a split held out of the training set
+    (`validation:<n>:<source>`), else 'test': how the figures name `test_accuracy`."""
+    sources = {str(run_value(r, "data.source") or "") for r in runs}
+    return "validation" if sources and all(s.startswith("validation:") for s in sources) else "test"
+
+
 def _draw_accuracy_vs_x(ax, lines, styles, xkey, value_fn, rows_y, show_counts) -> None:
-    """One line per group: mean ± std of `value_fn` over seeds against x; an "x" in the group's
-    status row (`rows_y`) where seeds diverged, with a k/n count when there are several seeds."""
+    """One line per group: mean ± std of `value_fn` over seeds against x; in the group's status row
+    (`rows_y`) an "x" where seeds diverged and an open circle where they failed at chance
+    (`sweep_outcomes`), with a k/n count of failed seeds when there are several seeds."""
     for j, (combo, runs) in enumerate(lines.items()):
         st = styles[combo]
         pts = _points_by_x(runs, xkey)
@@ -234,21 +270,25 @@ def _draw_accuracy_vs_x(ax, lines, styles, xkey, value_fn, rows_y, show_counts) 
         ax.plot(xs, mean, color=st["color"], linestyle=st["linestyle"], marker=st["marker"],
                 markersize=5, linewidth=1.8, zorder=3)
         for x, rs in pts:
-            k = sum(is_diverged(r) for r in rs)
-            if k:
-                ax.plot([x], [rows_y[j]], marker="x", markersize=7, markeredgewidth=2,
-                        color=st["color"], linestyle="none", zorder=4, clip_on=False)
-                if show_counts:
-                    ax.annotate(f"{k}/{len(rs)}", (x, rows_y[j]), xytext=(5, 0),
-                                textcoords="offset points", va="center", fontsize=7,
-                                color=st["color"])
+            bad = [r for r in rs if _failed(r)]
+            if not bad:
+                continue
+            div = any(is_diverged(r) for r in bad)
+            ax.plot([x], [rows_y[j]], linestyle="none", zorder=4, clip_on=False, color=st["color"],
+                    **({"marker": "x", "markersize": 7, "markeredgewidth": 2} if div else
+                       {"marker": "o", "markersize": 6, "markerfacecolor": "white",
+                        "markeredgewidth": 1.5}))
+            if show_counts:
+                ax.annotate(f"{len(bad)}/{len(rs)}", (x, rows_y[j]), xytext=(5, 0),
+                            textcoords="offset points", va="center", fontsize=7,
+                            color=st["color"])
 
 
 def figures_vs_x(doc: dict, workdir: pathlib.Path, *, xkey: str, prefix: str, title: str,
                  xlabel: str) -> list[pathlib.Path]:
-    """`<prefix>_accuracy.png` and `<prefix>_steps_to_target.png` of a sweep over the number `xkey`,
-    one line per setting of the other swept keys, mean ± std over seeds; the generic figure
-    when the runs are not swept over `xkey`."""
+    """`<prefix>_accuracy.png` of a sweep over the number `xkey`, one line per setting of the other
+    swept keys, mean ± std over seeds; the generic figure when the runs are not swept over
+    `xkey`."""
     runs = sweep_runs_or_none(doc, (xkey,))
     if runs is None:
         return generic_figures(doc, workdir)
@@ -264,7 +304,8 @@ def figures_vs_x(doc: dict, workdir: pathlib.Path, *, xkey: str, prefix: str, ti
     setup = setup_line(runs)
     show_counts = any(len(rs) > 1 for rs in (g for line in lines.values()
                                              for _, g in _points_by_x(line, xkey)))
-    any_div = any(is_diverged(r) for r in runs)
+    any_div = any(_failed(r) for r in runs)
+    split = eval_split(runs)
     row_labels = [(combo_label(line_keys, c), styles[c]["color"]) for c in lines]
     written = []
 
@@ -277,7 +318,7 @@ def figures_vs_x(doc: dict, workdir: pathlib.Path, *, xkey: str, prefix: str, ti
         extra.append(Line2D([], [], color="0.35", linestyle=":", linewidth=1.2,
                             label=f"target accuracy {target:g}"))
 
-    # Accuracy: max over training | final; a strip below 0 marks points where seeds diverged.
+    # Accuracy: max over training | final; a strip below 0 marks points where seeds failed.
     gap = min(0.055, 0.3 / max(1, len(lines)))
     strip_top = -0.025
     n = len(lines)
@@ -285,8 +326,8 @@ def figures_vs_x(doc: dict, workdir: pathlib.Path, *, xkey: str, prefix: str, ti
     bottom = strip_top - n * gap - 0.01
     fig = new_figure(13.0, 5.8)
     axes = fig.subplots(1, 2, sharey=True)
-    panels = (("max test accuracy during training", _max_accuracy),
-              ("final test accuracy (diverged runs left out)", _final_accuracy))
+    panels = ((f"best {split} accuracy during training", _max_accuracy),
+              (f"final {split} accuracy (diverged runs left out)", _final_accuracy))
     for ax, (name, fn) in zip(axes, panels):
         _draw_accuracy_vs_x(ax, lines, styles, xkey, fn, rows_y, show_counts)
         if target is not None:
@@ -304,97 +345,21 @@ def figures_vs_x(doc: dict, workdir: pathlib.Path, *, xkey: str, prefix: str, ti
         axes[0].set_ylim(bottom, 1.02)
         center = (bottom + strip_top) / 2
         axes[0].set_yticks(ticks + [center])
-        axes[0].set_yticklabels([f"{t:g}" for t in ticks] + ["diverged"])
-        extra.append(Line2D([], [], color="0.3", marker="x", markeredgewidth=2, linestyle="none",
-                            label="seeds diverged" + (" (count / seeds)" if show_counts else "")))
+        axes[0].set_yticklabels([f"{t:g}" for t in ticks] + ["failed"])
+        count = " (count / seeds)" if show_counts else ""
+        if any(is_diverged(r) for r in runs):
+            extra.append(Line2D([], [], color="0.3", marker="x", markeredgewidth=2,
+                                linestyle="none", label="failed seeds, some diverged" + count))
+        if any(_failed(r) and not is_diverged(r) for r in runs):
+            extra.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white",
+                                markeredgewidth=1.5, linestyle="none",
+                                label="failed seeds, none diverged: at chance (best or final "
+                                      "accuracy < 0.2)" + count))
     else:
         axes[0].set_ylim(0.0, 1.02)
         axes[0].set_yticks(ticks)
-    axes[0].set_ylabel("test accuracy")
+    axes[0].set_ylabel(f"{split} accuracy")
     legend_below(fig, line_handles + extra)
-    suptitle(fig, f"{title}: test accuracy against {xlabel.split(' (')[0]}\n{setup}", fontsize=11)
+    suptitle(fig, f"{title}: {split} accuracy against {xlabel.split(' (')[0]}\n{setup}", fontsize=11)
     written.append(save_png(fig, workdir / f"{prefix}_accuracy.png"))
-
-    # Steps to target: mean ± std over the seeds that reached it; a "never" strip at the top.
-    if target is not None:
-        top = max_steps(runs)
-        reached_all = [s for r in runs for s in [steps_to_target(r, target)] if s is not None]
-        if top <= 0:
-            top = max(reached_all) if reached_all else 1.0
-        gap = 0.07 * top
-        never_y0 = 1.06 * top
-        rows_y = _status_rows(n, never_y0, gap)
-        fig = new_figure(10.5, 5.8)
-        ax = fig.add_subplot()
-        span = math.log10(max(xs) / min(xs)) if log and len(xs) > 1 else 1.0
-        any_never = any_never_div = any_partial = False
-        partial_at: dict[float, int] = {}
-        for j, (combo, line_runs) in enumerate(lines.items()):
-            st = styles[combo]
-            shift = (j - (n - 1) / 2) * 0.012 * span
-            pts = _points_by_x(line_runs, xkey)
-            px, pm, ps = [], [], []
-            for x, rs in pts:
-                xd = x * 10 ** shift if log else x + shift * (max(xs) - min(xs) or 1.0)
-                steps = [steps_to_target(r, target) for r in rs]
-                m, s, k = mean_std(steps)
-                px.append(xd)
-                pm.append(m)
-                ps.append(s)
-                if 0 < k < len(rs):
-                    any_partial = True
-                    # Several lines' counts at one x are stacked above and below the points.
-                    slot = partial_at.setdefault(x, 0)
-                    partial_at[x] += 1
-                    ax.annotate(f"{k}/{len(rs)}", (xd, m), xytext=(4, (5, -12, 14, -21)[slot % 4]),
-                                textcoords="offset points", fontsize=7, color=st["color"])
-                miss = [r for r, v in zip(rs, steps) if v is None]
-                if miss:
-                    all_div = all(is_diverged(r) for r in miss)
-                    any_never_div |= all_div
-                    any_never |= not all_div
-                    ax.plot([xd], [rows_y[j]], linestyle="none", zorder=4, clip_on=False,
-                            color=st["color"], **({"marker": "x", "markersize": 7,
-                                                   "markeredgewidth": 2} if all_div else
-                                                  {"marker": "^", "markersize": 6.5,
-                                                   "markerfacecolor": "white",
-                                                   "markeredgewidth": 1.5}))
-                    if show_counts:
-                        ax.annotate(f"{len(miss)}/{len(rs)}", (xd, rows_y[j]), xytext=(5, 0),
-                                    textcoords="offset points", va="center", fontsize=7,
-                                    color=st["color"])
-            pm_a, ps_a = np.array(pm), np.array(ps)
-            ax.errorbar(px, pm_a, yerr=np.where(np.isfinite(ps_a), ps_a, 0.0), color=st["color"],
-                        linestyle=st["linestyle"], marker=st["marker"], markersize=5,
-                        linewidth=1.8, capsize=3, elinewidth=1.1, zorder=3)
-        ax.axhspan(never_y0 - 0.02 * top, never_y0 + n * gap + 0.01 * top, color="0.95",
-                   zorder=0, linewidth=0)
-        ax.axhline(never_y0 - 0.02 * top, color="0.7", linewidth=0.8, zorder=0)
-        style_plain_axes(ax, xlabel, f"steps to {target:g} test accuracy")
-        _set_value_axis(ax, xs, log)
-        _label_rows(ax, rows_y, row_labels)
-        ax.set_ylim(0, never_y0 + n * gap + 0.01 * top)
-        ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10], integer=True)
-                 .tick_values(0, top) if 0 <= t <= top * 1.001]
-        ax.set_yticks(ticks + [never_y0 + n * gap / 2])
-        ax.set_yticklabels([fmt_steps(t) for t in ticks] + ["never"])
-        handles = list(line_handles)
-        if show_counts:
-            handles.append(Line2D([], [], color="0.3", marker="|", markersize=8, linestyle="none",
-                                  label="± 1 std over the seeds that reached it"))
-        if any_partial:
-            handles.append(Line2D([], [], linestyle="none",
-                                  label="k/n: only k of n seeds reached it (mean over those)"))
-        if any_never:
-            handles.append(Line2D([], [], color="0.3", marker="^", markerfacecolor="white",
-                                  markeredgewidth=1.5, linestyle="none",
-                                  label="never reached" + (" (count / seeds)" if show_counts else "")))
-        if any_never_div:
-            handles.append(Line2D([], [], color="0.3", marker="x", markeredgewidth=2,
-                                  linestyle="none", label="never reached: diverged"))
-        legend_below(fig, handles)
-        budget = f" within {fmt_steps(top)} steps" if max_steps(runs) > 0 else ""
-        suptitle(fig, f"{title}: steps to reach {target:g} test accuracy{budget}, against "
-                    f"{xlabel.split(' (')[0]}\n{setup}", 11)
-        written.append(save_png(fig, workdir / f"{prefix}_steps_to_target.png"))
     return written

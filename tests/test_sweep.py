@@ -111,7 +111,6 @@ def test_a_config_json_from_before_model_name_resumes_as_an_mlp():
 
 @pytest.mark.parametrize("config,grid", [
     ("lr_sweep", "(('seed', (0, 1)),)"),
-    ("init_sweep", "(('seed', (0, 1)),)"),
     ("lr_init_grid", "(('seed', (0, 1)),)"),
     ("activation_sweep", "(('model.norm', ('none',)), ('seed', (0, 1)))"),
 ])
