@@ -26,7 +26,8 @@ CLAIMS: tuple[Claim, ...] = (
           "Internal covariate shift (each layer's input distribution changing as the layers below "
           "train) slows training; BN reduces it",
           "IS Sec. 1-2, Fig. 1(b,c); disputed by ST Sec. 2",
-          ("bn_reduces_internal_covariate_shift", "bn_stabilizes_sigmoid_input")),
+          ("bn_reduces_ics_input_induced", "bn_reduces_internal_covariate_shift",
+           "bn_stabilizes_sigmoid_input")),
     Claim("saturating_nonlinearities",
           "BN makes networks with saturating nonlinearities trainable, keeping their inputs out of "
           "the saturated regime",
@@ -92,9 +93,10 @@ CLAIMS: tuple[Claim, ...] = (
            "bn_baseline_reaches_inception_best_sooner", "bn_x5_faster_than_bn_baseline",
            "bn_x30_higher_accuracy_than_bn_x5")),
     Claim("noisy_bn_trains", "Noisy BN trains as well as BN despite a less stable input "
-          "distribution", "ST Sec. 2.1"),
+          "distribution", "ST Sec. 2.1",
+          ("noisy_bn_trains_as_well_as_bn", "noisy_bn_larger_distributional_ics")),
     Claim("gradient_ics", "BN does not reduce (and may increase) the gradient-based internal "
-          "covariate shift", "ST Sec. 2.2"),
+          "covariate shift", "ST Sec. 2.2", ("bn_reduces_ics_gradient",)),
     Claim("smoother_landscape", "BN makes the loss landscape smoother (loss range, gradient "
           "predictiveness, effective beta-smoothness)", "ST Sec. 3",
           ("smaller_loss_range", "more_predictive_gradients", "smaller_effective_beta")),

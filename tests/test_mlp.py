@@ -90,6 +90,24 @@ def test_bn_switches_reach_batchnorm():
     assert noisy.needs_rng and not base.needs_rng
 
 
+def test_noise_without_bn_goes_to_the_same_place():
+    """`bn_noise` without BN (Santurkar et al.'s "standard + noise" arm): the noisy-BN hook on
+    W u + b, before the nonlinearity, with the key BN would use there; none in evaluation."""
+    base = mlp.MLPConfig(widths=(8, 6))
+    noisy = dataclasses.replace(base, bn_noise=True)
+    params, state = mlp.init(jax.random.key(0), noisy)
+    key = jax.random.key(3)
+    _, _, clean = mlp.apply(params, state, _x(), cfg=base, train=True)
+    _, _, inter = mlp.apply(params, state, _x(), cfg=noisy, train=True, rng=key)
+    first = bn.noisy_bn_hook(clean["preacts"][0], jax.random.split(key, 2)[0])
+    np.testing.assert_allclose(inter["preacts"][0], first, rtol=1e-6)
+    assert not np.allclose(inter["preacts"][1], clean["preacts"][1])
+    assert noisy.needs_rng and inter["bn_inputs"] == []
+    for kwargs in ({"train": False, "rng": key}, {"train": True}):
+        np.testing.assert_array_equal(mlp.apply(params, state, _x(), cfg=noisy, **kwargs)[0],
+                                      mlp.apply(params, state, _x(), cfg=base, **kwargs)[0])
+
+
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="model.activation"):
         mlp.MLPConfig(activation="swish")

@@ -73,14 +73,15 @@ def common_fields() -> ml_collections.ConfigDict:
     # Running-average momentum and epsilon of BN (Flax conventions).
     f.bn_momentum = 0.99
     f.bn_epsilon = 1e-5
-    # BN ablations (no effect without BN). Stop-gradient batch statistics: the gradient step
+    # BN ablations (the first two have no effect without BN). Stop-gradient batch statistics: the gradient step
     # ignores that the batch mean and variance depend on the parameters (IS Sec. 2, the
     # "normalization outside the gradient step").
     f.bn_stop_gradient = False
     # BN's learned scale gamma and shift beta (IS Sec. 3); False normalizes only.
     f.bn_affine = True
     # Santurkar et al. (2018)'s "noisy BN": random per-unit shift and scale after each BN layer
-    # in training mode (evaluation runs without it).
+    # in training mode (evaluation runs without it); without BN (MLP) the same noise goes to
+    # W u + b before the nonlinearity, their "standard + noise" arm.
     f.bn_noise = False
     return f
 

@@ -51,6 +51,9 @@ class MLPConfig:
     bn_stop_gradient: bool = False
     bn_affine: bool = True
     bn_noise: bool = False
+    # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
+    # averages its batch moments, i.e. statistics synchronized across devices.
+    bn_axis_name: str | None = None
 
     def __post_init__(self):
         for field, value, allowed in (("activation", self.activation, ACTIVATIONS),
@@ -141,12 +144,13 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
     `intermediates["bn_inputs"]`: each BN layer's input W u (empty without BN).
     `rng` drives `cfg.bn_noise` in training (a fresh key per step); the noise of Santurkar et al.
     is a training-time perturbation, so evaluation runs without it, and `rng=None` turns it off
-    (population statistics, probes).
+    (population statistics, probes). Without BN the same noise goes to the same place, on W u + b
+    before the nonlinearity: the control arm "standard + noise" of their Sec. 2.1.
     """
     act = ACTIVATIONS[cfg.activation]
     h = x.reshape(x.shape[0], -1)
     preacts, bn_inputs, new_bn_state = [], [], []
-    noisy = cfg.bn_noise and cfg.use_bn and train and rng is not None
+    noisy = cfg.bn_noise and train and rng is not None
     rngs = jax.random.split(rng, len(params["hidden"])) if noisy else [None] * len(params["hidden"])
     for i, layer in enumerate(params["hidden"]):
         z = h @ layer["w"]
@@ -155,11 +159,14 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
             z, s = batchnorm.apply(
                 layer.get("bn", {}), state["bn"][i], z, train=train, momentum=cfg.bn_momentum,
                 epsilon=cfg.bn_epsilon, stop_gradient_stats=cfg.bn_stop_gradient,
+                axis_name=cfg.bn_axis_name,
                 use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
                 output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
             new_bn_state.append(s)
         else:
             z = z + layer["b"]
+            if noisy:
+                z = batchnorm.noisy_bn_hook(z, rngs[i])
         preacts.append(z)
         h = act(z)
     logits = h @ params["output"]["w"] + params["output"]["b"]
