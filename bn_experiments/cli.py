@@ -30,6 +30,9 @@ FLAGS_HELP = """\
   --progress=true|false              show progress bars (default true); also --noprogress
   --dry-run                          print the resolved config and the runs it would train,
                                      then stop (validates everything, trains nothing)
+  --devices N                        CPU devices to train on (default: one per core, or
+                                     $BN_EXP_DEVICES): independent programs run side by side,
+                                     one per device; the numbers never depend on N
   -h, --help                         this text
 
 Exit status: 0 done; 2 bad input (one line naming the field, nothing written); 130 interrupted
@@ -62,7 +65,7 @@ points/, summary.json with the claims, figures, curves.npz, provenance.json).
 
 # Flags of run/sweep: name -> whether it takes a value (bool flags take an optional =true|false).
 FLAGS = {"--config": True, "--workdir": True, "--restart": False, "--progress": False,
-         "--dry-run": False}
+         "--dry-run": False, "--devices": True}
 
 
 class UsageError(Exception):
@@ -76,6 +79,7 @@ class Options:
     restart: bool = False
     progress: bool = True
     dry_run: bool = False
+    devices: int | None = None   # CPU devices (bn_experiments.devices); None: the default
     overrides: list = dataclasses.field(default_factory=list)   # [(dotted key, text)]
 
 
@@ -98,7 +102,7 @@ def parse_args(argv: list[str]) -> Options:
                     raise UsageError(f"{arg} needs a value: {arg}=VALUE")
                 value, i = argv[i + 1], i + 1
             opts.overrides.append((name[len("--config."):], value))
-        elif name in ("--config", "--workdir"):
+        elif name in ("--config", "--workdir", "--devices"):
             if name in seen:
                 raise UsageError(f"{name} is given twice; give it once")
             seen.add(name)
@@ -108,6 +112,8 @@ def parse_args(argv: list[str]) -> Options:
                 value, i = argv[i + 1], i + 1
             if name == "--config":
                 opts.spec = value
+            elif name == "--devices":
+                opts.devices = _device_count(value)
             else:
                 opts.workdir = value
         elif name in ("--restart", "--progress", "--dry-run"):
@@ -123,6 +129,25 @@ def parse_args(argv: list[str]) -> Options:
                              f"overrides like --config.steps=1000 (see --help)")
         i += 1
     return opts
+
+
+def _device_count(text: str) -> int:
+    from bn_experiments import devices
+    try:
+        return devices.parse_count(text, "--devices")
+    except devices.DeviceError as err:
+        raise UsageError(str(err)) from None
+
+
+def _configure_devices(opts: Options) -> None:
+    """The CPU device count, set before anything starts JAX's backend (loading a config may), and
+    the persistent compilation cache (bn_experiments.devices)."""
+    from bn_experiments import devices
+    try:
+        devices.configure(opts.devices)
+    except devices.DeviceError as err:
+        raise UsageError(str(err)) from None
+    devices.compilation_cache()
 
 
 def _config(opts: Options):
@@ -189,6 +214,7 @@ def cmd_run(argv: list[str], *, sweep: bool = False) -> int:
     from bn_experiments import runner
 
     opts = parse_args(argv)
+    _configure_devices(opts)
     cfg = _config(opts)
     if sweep and not cfg.get("grid"):
         raise UsageError("this config has no `grid`; use `bn-exp run` for it, or add a grid")

@@ -3,9 +3,10 @@
 Runs come from the config's named `runs` or its sweep `grid` (bn_experiments.sweep). Runs that share
 their structure (only numbers differ: learning rate, init scale, seed, SGD momentum) are trained
 together as ONE compiled program, `jax.vmap`-ed over them, `points_per_program` at a time; a run
-alone uses the same program without vmap. A diverging run freezes itself inside the program and
-never affects the others' numbers (the chunk it diverges in is replayed with the per-step check,
-`train.chunk_runner`, which gives every run the same bits either way).
+alone uses the same program without vmap; a diverging run never affects the others' numbers
+(bn_experiments.loop). Programs are spread over the local devices, one per device, and train side
+by side (bn_experiments.placement, bn_experiments.waves); a run's numbers are the same on 1 and
+on N devices.
 
 WORKDIR/config.json (the config as given), metrics.jsonl (one row per evaluation and run, appended
 as it happens), points/<run>.json and .npz (each finished run's summary row and full-resolution
@@ -25,6 +26,7 @@ built-in `ics_*` and `saturation_*`), the claims computed from the finished runs
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import shutil
@@ -32,257 +34,41 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from bn_experiments import checkpoint as checkpoint_lib
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
-from bn_experiments import experiments
-from bn_experiments import interrupt
-from bn_experiments import models
+from bn_experiments import experiments, interrupt, models, placement, train, waves
 from bn_experiments import summary as summary_lib
-from bn_experiments import train
-from bn_experiments.probe import Probe
 from bn_experiments import workdir as workdir_lib
+from bn_experiments.loop import ProgramRun, RunResult, describe
+from bn_experiments.probe import Probe
 from bn_experiments.workdir import OUTPUT_FILES, Workdir, WorkdirError  # noqa: F401 (re-exported)
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What one run measured, on the host, at full resolution."""
-    name: str
-    flat: dict
-    train: dict[str, np.ndarray]          # metric -> values at steps 0..n-1 (n = diverged or steps)
-    eval_steps: list[int]
-    evals: dict[str, list[float]]         # metric -> values at eval_steps
-    diverged_at: int | None
-    final: dict[str, float | None]
-
-
-def _percentile_names(prefix: str, units: tuple[int, ...]) -> list[tuple[int, int, str]]:
-    """(percentile row, unit column, curve name): the first unit is the one the figures show."""
-    return [(i, j, f"{prefix}p{int(q)}" + ("" if j == 0 else f"_unit{u}"))
-            for j, u in enumerate(units) for i, q in enumerate(train.PERCENTILES)]
-
-
-def _eval_columns(metrics: dict, units: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Scalar test metrics of one evaluation, each an array over the program's runs."""
-    m = jax.device_get(metrics)
-    cols = {k: np.asarray(m[k], np.float64) for k in ("test_accuracy", "test_loss")}
-    pct = np.asarray(m["test_preact_percentiles"], np.float64)
-    cols.update({name: pct[:, i, j] for i, j, name in _percentile_names("test_preact_", units)})
-    for k, per_layer in m["per_layer"].items():
-        cols.update({f"{k}_layer{l + 1}": np.asarray(v, np.float64) for l, v in enumerate(per_layer)})
-    # The experiment's probe: scalar k -> probe_k, one value per layer -> probe_k_layer<l>.
-    for k, v in m.get("probe", {}).items():
-        if isinstance(v, (list, tuple)):
-            cols.update({f"probe_{k}_layer{l + 1}": np.asarray(x, np.float64)
-                         for l, x in enumerate(v)})
-        else:
-            cols[f"probe_{k}"] = np.asarray(v, np.float64)
-    return cols
-
-
-def _compiled(program: train.Program, batched: bool):
-    """jit-ed (init, chunk, evaluate, drift, population) with a leading run axis either way."""
-    if batched:
-        v = jax.vmap
-        return (jax.jit(v(program.init)), train.chunk_runner(program, batched=True),
-                jax.jit(v(program.evaluate)), jax.jit(v(train.ics_drift)),
-                jax.jit(v(program.evaluate_population)))
-    add = lambda f: lambda *a: jax.tree.map(lambda x: x[None], f(*a))  # noqa: E731
-    drop = lambda t: jax.tree.map(lambda x: x[0], t)  # noqa: E731
-    init, chunk = jax.jit(program.init), train.chunk_runner(program)
-    evaluate, drift = jax.jit(program.evaluate), jax.jit(train.ics_drift)
-    population = jax.jit(program.evaluate_population)
-    return (lambda n: add(init)(drop(n)),
-            lambda c, n, length=None: add(lambda *a: chunk(*a, length=length))(drop(c), drop(n)),
-            lambda c, n, p: add(evaluate)(drop(c), drop(n), drop(p)),
-            lambda a, b: add(drift)(drop(a), drop(b)),
-            lambda c: add(population)(drop(c)))
-
-
-NOT_DIVERGED = np.iinfo(np.int64).max
 
 
 def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: float,
                log=None, progress: bool = True, desc: str | None = None,
                checkpointer: checkpoint_lib.Checkpointer | None = None, checkpoint_every: int = 0,
                metrics_file=None, probe: Probe | None = None) -> list[RunResult]:
-    """Trains runs of one structure as one program (vmapped when there are several).
+    """Trains runs of one structure as one program (vmapped when there are several), on the
+    default device (bn_experiments.loop).
 
     `probe`: the experiment's measurement, compiled into every evaluation (vmapped with the runs).
     With `checkpointer`, the program's full state is saved every `checkpoint_every` steps (at
     chunk boundaries) and, when a checkpoint exists, training resumes from it; `metrics_file`
     (the open metrics.jsonl) is then cut back to its length at that checkpoint.
     """
-    static, units, n = runs[0].static, runs[0].static.tracked_units, len(runs)
-    init, chunk, evaluate, drift, population = _compiled(
-        train.make_program(static, data, probe), n > 1)
-    numbers = jax.tree.map(lambda *xs: jnp.stack(xs),
-                           *[train.numbers_to_arrays(r.numbers) for r in runs])
-
-    carry = init(numbers)
-    # Everything the host records; saved with the carry in checkpoints.
-    eval_steps: list[int] = []
-    evals: dict[str, list[np.ndarray]] = {}       # metric -> one (n,) array per evaluation
-    chunks: dict[str, list[np.ndarray]] = {"train_loss": [], "preact_percentiles": []}
-    diverged = np.full(n, NOT_DIVERGED)
-    prev_ics = None  # the previous evaluation's per-unit statistics, for the ICS drift
-    prev_eval = None  # the previous evaluation's params/state/step, for the probe
-    step = 0
-    schedule = static.schedule_steps()
-
-    def save(at: int) -> None:
-        if metrics_file is not None:
-            metrics_file.flush()
-        host = {"diverged": diverged,
-                "metrics_bytes": np.asarray(metrics_file.tell() if metrics_file is not None else 0)}
-        if at > 0:
-            host.update({
-                "eval_steps": np.asarray(eval_steps),
-                "evals": {k: np.stack(v) for k, v in evals.items()},
-                "chunks": {k: np.concatenate(v, axis=1) for k, v in chunks.items()},
-                "prev_ics": jax.tree.map(np.asarray, jax.device_get(prev_ics)),
-                "prev_eval": jax.tree.map(np.asarray, jax.device_get(prev_eval))})
-        checkpointer.save(at, carry, host)
-
-    if checkpointer is not None and checkpointer.exists():
-        step, restored, host = checkpointer.restore(carry)
-        if metrics_file is not None:  # rows written after the checkpoint are dropped
-            metrics_file.truncate(int(host["metrics_bytes"]))
-            metrics_file.seek(int(host["metrics_bytes"]))
-        if step > 0:
-            carry = restored
-            eval_steps = [int(s) for s in host["eval_steps"]]
-            evals = {k: list(v) for k, v in host["evals"].items()}
-            chunks = {k: [v] for k, v in host["chunks"].items()}
-            diverged = host["diverged"]
-            prev_ics = jax.tree.map(jnp.asarray, host["prev_ics"])
-            prev_eval = jax.tree.map(jnp.asarray, host["prev_eval"])
-    elif checkpointer is not None and checkpoint_every:
-        save(0)  # remembers where this program's metrics.jsonl rows begin
-
-    def record(at: int) -> None:
-        nonlocal prev_ics, prev_eval
-        now = train.previous_evaluation(carry)
-        metrics = evaluate(carry, numbers, now if prev_eval is None else prev_eval)
-        prev_eval = now
-        ics = metrics.pop("ics")
-        shifts = drift(ics if prev_ics is None else prev_ics, ics)
-        if prev_ics is None:  # no previous evaluation to compare with at step 0
-            shifts = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), shifts)
-        metrics["per_layer"] = {**shifts, **metrics["per_layer"]}
-        prev_ics = ics
-        eval_steps.append(at)
-        cols = _eval_columns(metrics, units)
-        for k, v in cols.items():
-            evals.setdefault(k, []).append(np.where(at >= diverged, np.nan, v))
-        if log is not None:
-            for p in range(n):
-                if at < diverged[p]:
-                    log({"run": runs[p].name, "step": at, **{k: v[p] for k, v in cols.items()}})
-
-    if step == 0:
-        record(0)
-    bar = tqdm(total=static.steps, initial=step, desc=desc or runs[0].name, unit="step",
-               disable=not progress, leave=False)
-    while step < static.steps and not (diverged < NOT_DIVERGED).all():
-        length = next(s for s in schedule if s > step) - step
-        carry, metrics = chunk(carry, numbers,
-                               length=None if length == static.eval_every else length)
-        metrics = jax.device_get(metrics)
-        for k in chunks:
-            chunks[k].append(np.asarray(metrics[k]))
-        d = np.asarray(jax.device_get(carry["diverged_at"]))
-        diverged = np.where(d >= 0, d, diverged)
-        step += length
-        bar.update(length)
-        if (diverged < NOT_DIVERGED).all():
-            break
-        record(step)
-        acc = evals["test_accuracy"][-1]
-        bar.set_postfix_str((f"test_accuracy {np.nanmax(acc):.4f}" if n == 1 else
-                             f"best test_accuracy of {n} runs {np.nanmax(acc):.4f}")
-                            + (f", {int((d >= 0).sum())} diverged" if (d >= 0).any() else ""))
-        stop = interrupt.requested() and step < static.steps
-        if checkpointer is not None and checkpoint_every and step < static.steps \
-                and (step % checkpoint_every == 0 or stop):
-            save(step)
-        if stop:
-            bar.close()
-            kept = ("its state at this step is checkpointed" if checkpointer is not None
-                    and checkpoint_every else "no checkpoint (checkpoint_every=0): it restarts")
-            interrupt.check(f"interrupted at step {step:,} of {static.steps:,} of "
-                            f"{_describe(runs)}; {kept}")
-    bar.close()
-
-    losses = np.concatenate(chunks["train_loss"], axis=1)           # (n, steps)
-    pct = np.concatenate(chunks["preact_percentiles"], axis=1)      # (n, steps, 3, units)
-    pop = (jax.device_get(population(carry)["test_accuracy"])
-           if static.population_batches > 0 and static.model.use_bn else None)
-    results = []
-    for p, run in enumerate(runs):
-        d = int(diverged[p]) if diverged[p] < NOT_DIVERGED else None
-        end = d if d is not None else static.steps
-        train_metrics = {"train_loss": losses[p, :end]}
-        train_metrics.update({name: pct[p, :end, i, j]
-                              for i, j, name in _percentile_names("preact_", units)})
-        keep = [i for i, s in enumerate(eval_steps) if d is None or s < d]
-        run_evals = {k: [float(v[i][p]) for i in keep] for k, v in evals.items()}
-        final = _final(run_evals, [eval_steps[i] for i in keep], losses[p, :end], d,
-                       target=target, window=static.eval_every,
-                       scheduled=static.steps // static.eval_every + 1,
-                       regular=static.eval_every,
-                       chance=1.0 / data.num_classes)
-        if pop is not None and d is None:
-            final["test_accuracy_population"] = float(pop[p])
-        results.append(RunResult(run.name, run.flat, train_metrics, [eval_steps[i] for i in keep],
-                                 run_evals, d, final))
-    return results
+    program = ProgramRun(runs, data, target=target, probe=probe, make_program=_make_program)
+    return waves.train_wave([program], log=log, progress=progress, desc=desc or runs[0].name,
+                            checkpointer=checkpointer, checkpoint_every=checkpoint_every,
+                            metrics_file=metrics_file)[0]
 
 
-def _describe(runs: list[config_lib.Run], shown: int = 2) -> str:
-    """`run a`, `runs a, b` or `runs a, b (+3 more)`: what a program trains, for people."""
-    names = [r.name for r in runs]
-    more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
-    return ("run " if len(names) == 1 else "runs ") + ", ".join(names[:shown]) + more
-
-
-CHANCE_MARGIN = 0.05  # "did not train": max test accuracy within this of chance (1 / classes)
-
-
-def _final(evals: dict, steps: list[int], losses: np.ndarray, diverged_at: int | None, *,
-           target: float, window: int, scheduled: int, chance: float,
-           regular: int | None = None) -> dict:
-    """Final measures: accuracy, steps to target, area under the accuracy curve, outcomes, drift."""
-    acc = np.asarray(evals["test_accuracy"], dtype=float)
-    # Mean test accuracy over the regular evaluations (step 0 and every `regular` steps; the extra
-    # early ones would weigh the start more): the area under the curve over its length;
-    # evaluations a diverged run never reached count as chance.
-    on_grid = np.asarray([regular is None or s % regular == 0 for s in steps], bool)
-    finite = np.isfinite(acc) & on_grid
-    auc = (np.nansum(np.where(on_grid, acc, np.nan)) + chance * (scheduled - finite.sum())
-           ) / scheduled
-    reached = [s for s, a in zip(steps, acc) if a >= target]
-    max_acc = float(np.nanmax(acc)) if finite.any() else None
-    final = {
-        "test_accuracy": None if diverged_at is not None else float(acc[-1]),
-        "max_test_accuracy": max_acc,
-        "steps_to_target": reached[0] if reached else None,
-        "auc_test_accuracy": float(auc),
-        "train_loss": float(np.mean(losses[-window:])) if len(losses) else None,
-        "diverged": float(diverged_at is not None),
-        "did_not_train": float(max_acc is None or max_acc < chance + CHANCE_MARGIN),
-    }
-    for k, v in evals.items():
-        if k.startswith(("ics_", "saturation_", "probe_")):
-            vals = np.asarray(v[1:], dtype=float)
-            final[f"mean_{k}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else None
-    return final
+def _make_program(*args):
+    """`train.make_program`, looked up when called (a caller may swap this module's `train`)."""
+    return train.make_program(*args)
 
 
 def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) -> dict:
@@ -296,7 +82,6 @@ def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) 
 
 def _group_id(group: list[config_lib.Run]) -> str:
     """A stable folder name for one program's checkpoint."""
-    import hashlib
     return hashlib.sha256("\n".join(r.name for r in group).encode()).hexdigest()[:16]
 
 
@@ -413,31 +198,94 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
 
 def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
            trained: list[str], group_seconds: dict) -> dict[str, dict]:
-    """Trains every program with an unfinished run; returns every run's summary row by name.
-    Groups are formed over ALL runs, and a group with any unfinished run is retrained whole: a
-    run's numbers then never depend on which other runs happened to be unfinished."""
+    """Trains every group with an unfinished run, up to one per local device at a time; returns
+    every run's summary row by name. Groups are formed over ALL runs, and a group with any
+    unfinished run is retrained whole: a run's numbers then never depend on which other runs
+    happened to be unfinished (nor on the device it trains on, bn_experiments.placement)."""
     done = wd.finished([r.name for r in runs])
-    groups = [g for g in all_groups if any(r.name not in done for r in g)]
-    summary_lib.drop_torn_line(wd.path / "metrics.jsonl")
-    with open(wd.path / "metrics.jsonl", "a") as metrics_file:
+    devices = jax.local_devices()
+    todo = placement.waves([g for g in all_groups if any(r.name not in done for r in g)],
+                           len(devices))
+    ids = [_wave_id(wave) for wave in todo]
+    _drop_stale_checkpoints(wd.path / "checkpoints", keep=set(ids))
+    metrics_path = wd.path / "metrics.jsonl"
+    summary_lib.drop_torn_line(metrics_path)
+    logged = _logged_runs(metrics_path)
+    compiled: dict = {}  # one compiled program per structure, width and device
+    placed: dict = {}    # the data on each device
+    with open(metrics_path, "a") as metrics_file:
         def log(row: dict) -> None:
             metrics_file.write(json.dumps(summary_lib.clean(row)) + "\n")
             metrics_file.flush()
-        for gi, group in enumerate(groups):
-            interrupt.check(f"interrupted before program {gi + 1} of {len(groups)}")
+        for wi, (wave, wave_id) in enumerate(zip(todo, ids)):
+            interrupt.check(f"interrupted before program {wi + 1} of {len(todo)}")
             t = time.perf_counter()
-            desc = (f"[{gi + 1}/{len(groups)}] " if len(groups) > 1 else "") + _describe(group)
-            ckpt = checkpoint_lib.Checkpointer(wd.path / "checkpoints" / _group_id(group))
-            for res in train_runs(group, ds, target=cfg.target_accuracy, log=log,
-                                  progress=progress, desc=desc, checkpointer=ckpt,
-                                  checkpoint_every=cfg.checkpoint_every, metrics_file=metrics_file,
-                                  probe=probe):
+            programs = [_program(group, devices[d] if len(devices) > 1 else None, ds, cfg, probe,
+                                 compiled, placed) for d, group in enumerate(wave)]
+            names = {r.name for group in wave for r in group}
+            ckpt = checkpoint_lib.Checkpointer(wd.path / "checkpoints" / wave_id)
+            if not ckpt.exists() and logged & names:  # rows of an attempt that left no checkpoint
+                _drop_rows(metrics_file, names)
+                logged -= names
+            desc = (f"[{wi + 1}/{len(todo)}] " if len(todo) > 1 else "") + (
+                " | ".join(describe(group) for group in wave))
+            results = waves.train_wave(programs, log=log, progress=progress, desc=desc,
+                                       checkpointer=ckpt, checkpoint_every=cfg.checkpoint_every,
+                                       metrics_file=metrics_file)
+            for res in (r for program_results in results for r in program_results):
                 arrays = {**res.train, "eval/step": np.asarray(res.eval_steps),
                           **{f"eval/{m}": np.asarray(x) for m, x in res.evals.items()}}
                 done[res.name] = wd.save_point(res.name, to_summary_run(res, max_points), arrays)
                 trained.append(res.name)
             ckpt.delete()
-            group_seconds[_describe(group)] = time.perf_counter() - t
+            for group in wave:  # programs trained side by side share their wave's time
+                group_seconds[describe(group)] = time.perf_counter() - t
     shutil.rmtree(wd.path / "checkpoints", ignore_errors=True)
     interrupt.check("interrupted after training, before summary.json was written")
     return done
+
+
+def _program(group: list[config_lib.Run], device, ds, cfg, probe, compiled: dict,
+             placed: dict) -> ProgramRun:
+    """The ProgramRun of one group on `device` (None: the default device), with the data there
+    and the program compiled once per structure, width and device."""
+    if device not in placed:
+        placed[device] = placement.put_data(ds, device)
+    key = (_structure(group[0].static), len(group), device)
+    program = ProgramRun(group, placed[device], target=cfg.target_accuracy, probe=probe,
+                         device=device, fns=compiled.get(key), make_program=_make_program)
+    compiled[key] = program.fns
+    return program
+
+
+def _wave_id(wave: list[list[config_lib.Run]]) -> str:
+    """A stable folder name for one wave's checkpoint (a lone group: the name it always had)."""
+    if len(wave) == 1:
+        return _group_id(wave[0])
+    return "wave-" + _group_id([r for group in wave for r in group])
+
+
+def _drop_stale_checkpoints(folder: pathlib.Path, keep: set[str]) -> None:
+    """Checkpoints of waves this run does not have (written with another device count): their
+    offsets into metrics.jsonl no longer hold once rows are dropped, so they are removed."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _logged_runs(path: pathlib.Path) -> set[str]:
+    """The runs with rows in metrics.jsonl."""
+    return {row.get("run") for row in summary_lib.read_jsonl(path)} if path.exists() else set()
+
+
+def _drop_rows(metrics_file, names: set[str]) -> None:
+    """Removes the rows of `names` from the open metrics.jsonl: rows of an earlier attempt that
+    left no checkpoint, which the retrained runs write again."""
+    metrics_file.flush()
+    with open(metrics_file.name) as f:
+        kept = [line for line in f if json.loads(line).get("run") not in names]
+    metrics_file.seek(0)
+    metrics_file.truncate()
+    metrics_file.writelines(kept)
+    metrics_file.flush()

@@ -253,7 +253,7 @@ def machine() -> dict:
     """What provenance.json records about the software and device (no timings)."""
     from importlib import metadata
 
-    import jax
+    from bn_experiments import devices
     versions = {}
     for pkg in ("bn-experiments", "jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
                 "orbax-checkpoint"):
@@ -261,9 +261,8 @@ def machine() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    dev = jax.devices()[0]
     return {"python": platform.python_version(), "versions": versions,
-            "device": {"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()}}
+            "device": devices.describe()}
 
 
 def command() -> str:

@@ -39,6 +39,12 @@ fixed below and never adjusted to the measurement.
 
 Usage: python scripts/bench_fig1.py [--repeats 5] [--steps 5000] [--max-seconds 15]
                                    [--out results/bench/bench_fig1_cpu.txt]
+
+Whole-process mode (scripts/bench_fig1_process.py): `bn-exp run` of Figure 1, 2 x 30,000 steps,
+against PyTorch eager doing the same work, both timed from outside as subprocesses:
+
+       python scripts/bench_fig1.py --whole-process [--rounds 3] [--steps 30000] [--devices N]
+                                   [--out results/bench/bench_fig1_process_cpu.txt]
 """
 from __future__ import annotations
 
@@ -52,6 +58,7 @@ import sys
 import time
 from importlib import metadata
 
+import bench_report  # this script's folder is on sys.path
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -366,7 +373,18 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="also write the printed report to this file")
     parser.add_argument("--matmul-n", type=int, default=2048, help="size of the reference matmul")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time `bn-exp run` of Figure 1 against PyTorch eager, both as whole "
+                             "processes (--steps then defaults to 30000)")
+    parser.add_argument("--rounds", type=int, default=3, help="--whole-process: rounds")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="--whole-process: bn-exp's --devices (default: one per core)")
     args = parser.parse_args()
+    if args.whole_process:
+        import bench_fig1_process  # this script's folder is on sys.path
+        steps = 30_000 if "--steps" not in " ".join(sys.argv) else args.steps
+        bench_fig1_process.main(args.rounds, steps, args.devices, args.out)
+        return
 
     try:
         import torch
@@ -496,12 +514,8 @@ def main() -> None:
             vb = ratios[(m, "torch_best")]
             line += f"   [vs faster torch: {vb:.2f}x -> {'PASS' if vb >= thr else 'MISS'}]"
         out(line)
-    report = "\n".join(lines) + "\n"
     print()
-    print(report, end="")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+    bench_report.emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ def test_sweep_command_resumes_finished_points(tmp_path, monkeypatch):
     (workdir / "summary.json").unlink()
     (workdir / "points" / "learning_rate=0.2,seed=0.json").unlink()
     trained = []
-    real = runner.train_runs
-    monkeypatch.setattr(runner, "train_runs",
-                        lambda runs, *a, **k: trained.extend(r.name for r in runs) or real(runs, *a, **k))
+    real = runner.waves.train_wave
+    monkeypatch.setattr(runner.waves, "train_wave", lambda programs, **k: trained.extend(
+        r.name for p in programs for r in p.runs) or real(programs, **k))
     assert cli.main(["sweep", "--workdir", str(workdir), *cfg_args,
                      "--config.points_per_program=2"]) == 0
     assert trained == ["learning_rate=0.2,seed=0", "learning_rate=0.2,seed=1"]

@@ -24,7 +24,8 @@ import pytest
 
 from bn_experiments import cli
 
-# Two runs (no_bn, bn) of a small MLP on synthetic data: long enough to interrupt three times.
+# Figure 1's runs (2 networks x 5 seeds) of a small MLP on synthetic data: long enough to interrupt
+# three times.
 ARGS = ["--config", "fig1_mnist", "--progress=false", "--config.data.source=synthetic",
         "--config.steps=2000", "--config.eval_every=50", "--config.checkpoint_every=500",
         "--config.model.widths=(16,)", "--config.population_batches=0"]
@@ -107,7 +108,8 @@ def test_ctrl_c_exits_130_cleanly_and_the_resumed_workdir_equals_an_uninterrupte
     assert _rows(workdir) == _rows(reference)  # rows after a checkpoint dropped, none repeated
     with np.load(workdir / "curves.npz") as got, np.load(reference / "curves.npz") as want:
         assert sorted(got.files) == sorted(want.files)  # every run's full data, both invocations'
-        assert {k.split("/")[0] for k in got.files} == {"no_bn", "bn"}
+        assert {k.split("/")[0] for k in got.files} == {
+            f"model.norm={n},seed={s}" for n in ("none", "batchnorm") for s in range(5)}
         for k in want.files:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     prov = json.loads((workdir / "provenance.json").read_text())
