@@ -180,7 +180,9 @@ def test_gradient_ics_is_zero_for_the_first_layer_and_for_a_one_layer_network(no
     single = _grad_ics(apply, one, {"bn": []}, 0.5)["grad_rel"]
     assert single.shape == (1,) and single[0] == pytest.approx(0.0, abs=1e-6)
     # No step (lr = 0): no layer's gradient changes.
-    np.testing.assert_allclose(_grad_ics(apply, params, state, 0.0)["grad_rel"], 0.0, atol=1e-6)
+    # lr 0: nothing moves; what is left is float32 recomputation noise (~2e-6 on jax 0.5.0,
+    # where XLA fuses the second gradient differently), three orders below rel[1:] above
+    np.testing.assert_allclose(_grad_ics(apply, params, state, 0.0)["grad_rel"], 0.0, atol=1e-5)
 
 
 def test_gradient_ics_matches_a_hand_computed_step():
