@@ -73,6 +73,10 @@ def run_runner(workdir: str, bn_sync: bool) -> None:
         def save_then_die(self, step, carry, host):
             save(self, step, carry, host)
             if step > 0:
+                # Every process leaves the group together (shutdown is a barrier): a process
+                # that exits alone makes the others' coordination agents abort (SIGABRT)
+                # before they reach their own exit, whichever gets there first.
+                jax.distributed.shutdown()
                 os._exit(3)
         checkpoint.Checkpointer.save = save_then_die
     cfg = config(batch_size=32)
