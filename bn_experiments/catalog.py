@@ -44,7 +44,8 @@ CLAIMS: tuple[Claim, ...] = (
                         "bn_minibatch_gradient_error_inverse_sqrt_batch")),
     Claim("bn_noise_regularizes",
           "An example's BN output depends on its mini-batch; that noise regularizes",
-          "IS Sec. 3.4"),
+          "IS Sec. 3.4", ("noise_shrinks_with_batch", "bn_narrows_generalization_gap",
+                          "smaller_statistics_batches_generalize_better")),
     Claim("gradient_scale_independence",
           "BN makes the gradients independent of the parameters' scale: BN(Wu) = BN((aW)u), and "
           "the gradient with respect to aW is 1/a times that with respect to W",
@@ -85,6 +86,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("population_statistics",
           "Inference with population statistics (Algorithm 2) matches training-mode accuracy",
           "IS Sec. 3.1, Algorithm 2"),
+    Claim("per_replica_statistics",
+          "Data-parallel training can normalize with each replica's own statistics (the paper's "
+          "distributed Inception training) without losing training speed",
+          "IS Sec. 4.2", ("per_device_statistics_train_as_fast",)),
     Claim("inception_variants",
           "On Inception, BN with the Sec. 4.2.1 changes (at 5x and 30x the learning rate) reaches "
           "the plain network's best accuracy in far fewer steps (the paper: 14x)",

@@ -32,7 +32,12 @@ FLAGS_HELP = """\
                                      then stop (validates everything, trains nothing)
   --devices N                        CPU devices to train on (default: one per core, or
                                      $BN_EXP_DEVICES): independent programs run side by side,
-                                     one per device; the numbers never depend on N
+                                     one per device; the numbers never depend on N.
+                                     --config.data_parallel.devices=K splits each batch
+                                     over K devices instead (0: all; see README)
+  Several processes (hosts): every process runs the same command with BN_EXP_COORDINATOR=
+  host:port (process 0's), BN_EXP_NUM_PROCESSES=N and BN_EXP_PROCESS_ID=i (or
+  BN_EXP_COORDINATOR=auto on a TPU pod slice, SLURM, Open MPI); process 0 writes DIR.
   -h, --help                         this text
 
 Exit status: 0 done; 2 bad input (one line naming the field, nothing written); 130 interrupted
@@ -215,15 +220,31 @@ def cmd_run(argv: list[str], *, sweep: bool = False) -> int:
 
     opts = parse_args(argv)
     _configure_devices(opts)
+    _join_processes()
     cfg = _config(opts)
     if sweep and not cfg.get("grid"):
         raise UsageError("this config has no `grid`; use `bn-exp run` for it, or add a grid")
     workdir = _workdir(opts)
     if opts.dry_run:
         return _dry_run(cfg, workdir)
-    doc = runner.train_and_evaluate(cfg, workdir, restart=opts.restart, progress=opts.progress)
-    _print_results(doc, workdir)
+    from bn_experiments import distributed
+    writer = distributed.is_writer()
+    where = distributed.process_workdir(workdir, restart=opts.restart) if not writer else workdir
+    doc = runner.train_and_evaluate(cfg, where, restart=opts.restart,
+                                    progress=opts.progress and writer, plot=writer)
+    if writer:
+        _print_results(doc, workdir)
     return 0
+
+
+def _join_processes() -> None:
+    """Several processes (BN_EXP_COORDINATOR, BN_EXP_NUM_PROCESSES, BN_EXP_PROCESS_ID): joins
+    the group before anything starts the backend (bn_experiments.distributed); nothing for one."""
+    from bn_experiments import distributed
+    try:
+        distributed.initialize(distributed.settings())
+    except distributed.DistributedError as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_list(argv: list[str]) -> int:

@@ -55,6 +55,18 @@ class Static:
     # Extra evaluations before the regular ones (every `eval_every` steps), to resolve the early
     # phase of training: e.g. (50, 100, 200) with eval_every=500.
     eval_steps: tuple[int, ...] = ()
+    # Data parallel (bn_experiments.data_parallel): the batch split over `devices` devices of
+    # every process (1: one device; 0: all), BN statistics synchronized over them (`bn_sync`) or
+    # each device's own; `ghost_batches` > 1: on one device, BN statistics of that many equal
+    # slices of the batch (what per-device statistics on that many devices compute).
+    devices: int = 1
+    bn_sync: bool = False
+    ghost_batches: int = 1
+
+    @property
+    def spans_devices(self) -> bool:
+        """Whether the program spans several devices (it then trains alone, not side by side)."""
+        return self.devices != 1
 
     def schedule_steps(self) -> list[int]:
         """The evaluated steps after step 0: `eval_steps` and every multiple of `eval_every`."""
@@ -232,6 +244,7 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
         _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, key, value,
                f"must be an integer >= {low}")
     _check_positive(flat, "saturation_threshold")
+    check_data_parallel(flat)
     _check(isinstance(flat.get(SMOKE_KEY, False), bool), SMOKE_KEY, flat.get(SMOKE_KEY),
            "must be true or false")
     if num_train is not None:
@@ -239,6 +252,33 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
                f"is larger than the {num_train} training examples of data.source="
                f"{flat.get('data.source')!r}; use a smaller batch")
     _validate_model(flat, family)
+
+
+DATA_PARALLEL_DEFAULTS = {"data_parallel.devices": 1, "data_parallel.bn_sync": False,
+                          "data_parallel.ghost_batches": 1}
+
+
+def check_data_parallel(flat: dict) -> tuple[int, bool, int]:
+    """(devices, bn_sync, ghost_batches) of a flat config, checked (absent: one device, the
+    section's defaults). The device count itself is checked against the devices there are when
+    the runner plans the runs (`data_parallel.check_devices`)."""
+    get = lambda k: flat.get(k, DATA_PARALLEL_DEFAULTS[k])  # noqa: E731
+    devices, bn_sync, ghosts = (get("data_parallel.devices"), get("data_parallel.bn_sync"),
+                                get("data_parallel.ghost_batches"))
+    _check(isinstance(devices, int) and not isinstance(devices, bool) and devices >= 0,
+           "data_parallel.devices", devices, "use 1 (one device), a device count, or 0 (every "
+           "device)")
+    _check(isinstance(bn_sync, bool), "data_parallel.bn_sync", bn_sync, "must be True or False")
+    _check(isinstance(ghosts, int) and not isinstance(ghosts, bool) and ghosts >= 1,
+           "data_parallel.ghost_batches", ghosts, "must be an integer >= 1 (1: the whole batch)")
+    if ghosts > 1:
+        _check(devices == 1, "data_parallel.ghost_batches", ghosts,
+               f"simulates per-device statistics on ONE device; with data_parallel.devices="
+               f"{devices} use per-device statistics (bn_sync=False) instead, or ghost_batches=1")
+        batch = flat.get("batch_size")
+        _check(isinstance(batch, int) and batch % ghosts == 0, "data_parallel.ghost_batches",
+               ghosts, f"must divide batch_size={batch}")
+    return devices, bn_sync, ghosts
 
 
 def _check_decay(flat: dict) -> None:
@@ -365,7 +405,9 @@ def runs(cfg: ml_collections.ConfigDict, *, input_shape: tuple = (28, 28, 1),
             weight_decay=float(run_cfg.optimizer.get("weight_decay", 0.0)),
             decay_steps=int(run_cfg.optimizer.get("decay_steps", 1)),
             decay_rate=float(run_cfg.optimizer.get("decay_rate", 1.0)),
-            eval_steps=tuple(sorted(set(run_cfg.get("eval_steps", ())))))
+            eval_steps=tuple(sorted(set(run_cfg.get("eval_steps", ())))),
+            **dict(zip(("devices", "bn_sync", "ghost_batches"),
+                       check_data_parallel(flatten(run_cfg)))))
         numbers = Numbers(learning_rate=float(run_cfg.learning_rate),
                           momentum=float(run_cfg.optimizer.momentum),
                           init_std=float(run_cfg.model.init_std), seed=int(run_cfg.seed))

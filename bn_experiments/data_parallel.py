@@ -45,6 +45,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
 from bn_experiments import models
 from bn_experiments import train
@@ -228,25 +229,11 @@ def describe(mesh: Mesh, bn_sync: bool, batch_size: int) -> dict:
             "bn_statistics": "synchronized" if bn_sync else "per device"}
 
 
-# The config section (proposed for configs/default.py; absent, data-parallel training is off):
-#   config.data_parallel.devices = 1      split each run's batch over this many devices, of every
-#                                         process (1: off, one device; 0: every device)
-#   config.data_parallel.bn_sync = False  BN statistics synchronized over the devices (those of
-#                                         the whole batch) instead of each device's own shard
-SECTION = "data_parallel"
-
-
 def settings(cfg: Any) -> tuple[int, bool]:
     """(devices, bn_sync) of a config (a ConfigDict or its flat dict), checked: one line naming
     the field and the fix. (1, False) when the config has no `data_parallel` section."""
-    flat = cfg if isinstance(cfg, dict) else {
-        f"{SECTION}.{k}": v for k, v in (cfg.get(SECTION) or {}).items()}
-    devices, bn_sync = flat.get(f"{SECTION}.devices", 1), flat.get(f"{SECTION}.bn_sync", False)
-    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 0:
-        raise ConfigError(f"{SECTION}.devices={devices!r} is invalid: use 1 (one device), a device "
-                          f"count, or 0 (every device)")
-    if not isinstance(bn_sync, bool):
-        raise ConfigError(f"{SECTION}.bn_sync={bn_sync!r} is invalid: must be True or False")
+    flat = cfg if isinstance(cfg, dict) else config_lib.flatten(cfg)
+    devices, bn_sync, _ = config_lib.check_data_parallel(flat)
     return devices, bn_sync
 
 
@@ -257,3 +244,44 @@ def program_maker(cfg: Any) -> Callable[..., train.Program]:
     if devices == 1:
         return train.make_program
     return functools.partial(make_program, mesh=make_mesh(devices or None), bn_sync=bn_sync)
+
+
+def is_plain(static: Static) -> bool:
+    """Whether `static` is an ordinary one-device program (`train.make_program` builds it)."""
+    return static.devices == 1 and static.ghost_batches == 1
+
+
+def program_for(static: Static, data: data_lib.Dataset, probe: Probe | None = None
+                ) -> train.Program:
+    """The program of `static`'s data-parallel fields (`config.data_parallel`): ghost batches on
+    one device, or the batch split over `static.devices` devices (0: all) with per-device or
+    synchronized BN statistics; the plain trainer otherwise."""
+    if static.ghost_batches > 1:
+        family = ghost_family(models.get(static.model_name), static.ghost_batches)
+        return program_with_family(static, data, family, probe)
+    if static.devices == 1:
+        return train.make_program(static, data, probe)
+    return make_program(static, data, probe, mesh=make_mesh(static.devices or None),
+                        bn_sync=static.bn_sync)
+
+
+def check_static(static: Static) -> None:
+    """Before anything compiles: the device count exists, the batch splits over it, the model
+    can synchronize its statistics if asked; one line naming the field and the fix."""
+    if static.devices != 1:
+        have = jax.device_count()
+        if static.devices > have:
+            raise ConfigError(f"data_parallel.devices={static.devices} is invalid: there are "
+                              f"{have} devices (of every process); use 1..{have}, or 0 for all")
+        check(static, make_mesh(static.devices or None), static.bn_sync)
+
+
+def describe_static(static: Static) -> dict | None:
+    """What provenance records of a run's data parallelism (None: one device, whole batch)."""
+    if static.ghost_batches > 1:
+        return {"devices": 1, "ghost_batches": static.ghost_batches,
+                "ghost_batch_size": static.batch_size // static.ghost_batches,
+                "bn_statistics": "per ghost batch"}
+    if static.devices == 1:
+        return None
+    return describe(make_mesh(static.devices or None), static.bn_sync, static.batch_size)

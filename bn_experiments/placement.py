@@ -21,16 +21,27 @@ meets the wave it was interrupted in (waves are checkpointed whole and finish wh
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 
 
-def waves(groups: Sequence[Any], num_devices: int) -> list[list[Any]]:
-    """`groups` in order, `num_devices` at a time: a group's device is its position in its wave."""
+def waves(groups: Sequence[Any], num_devices: int,
+          alone: Callable[[Any], bool] = lambda group: False) -> list[list[Any]]:
+    """`groups` in order, `num_devices` at a time: a group's device is its position in its wave.
+    A group for which `alone(group)` holds (a data-parallel program spanning the devices) is a
+    wave of its own."""
     n = max(1, num_devices)
-    return [list(groups[i:i + n]) for i in range(0, len(groups), n)]
+    out: list[list[Any]] = []
+    pending: list[Any] = []
+    for group in groups:
+        if alone(group):
+            out += [pending[i:i + n] for i in range(0, len(pending), n)] + [[group]]
+            pending = []
+        else:
+            pending.append(group)
+    return out + [pending[i:i + n] for i in range(0, len(pending), n)]
 
 
 def put(tree: Any, device: jax.Device | None) -> Any:

@@ -40,7 +40,7 @@ import numpy as np
 from bn_experiments import checkpoint as checkpoint_lib
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
-from bn_experiments import experiments, interrupt, models, placement, train, waves
+from bn_experiments import data_parallel, experiments, interrupt, models, placement, train, waves
 from bn_experiments import summary as summary_lib
 from bn_experiments import workdir as workdir_lib
 from bn_experiments.loop import ProgramRun, RunResult, describe
@@ -66,9 +66,12 @@ def train_runs(runs: list[config_lib.Run], data: data_lib.Dataset, *, target: fl
                             metrics_file=metrics_file)[0]
 
 
-def _make_program(*args):
-    """`train.make_program`, looked up when called (a caller may swap this module's `train`)."""
-    return train.make_program(*args)
+def _make_program(static, *args):
+    """`train.make_program` (looked up when called: a caller may swap this module's `train`), or
+    the data-parallel program of `static`'s `data_parallel` fields."""
+    if data_parallel.is_plain(static):
+        return train.make_program(static, *args)
+    return data_parallel.program_for(static, *args)
 
 
 def to_summary_run(result: RunResult, max_points: int = summary_lib.MAX_POINTS) -> dict:
@@ -102,10 +105,13 @@ def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_li
 
 def _config_differences(old: dict, new: dict) -> list[str]:
     """The dotted keys whose values differ between two config.json documents. One written before
-    `model.name` existed is an MLP's: the missing key counts as "mlp"."""
+    `model.name` existed is an MLP's: the missing key counts as "mlp"; one written before the
+    `data_parallel` section existed is a one-device run's."""
     old, new = config_lib.flatten(old), config_lib.flatten(new)
     if any(k.startswith("model.") for k in old):
         old.setdefault("model.name", models.DEFAULT)
+    if not any(k.startswith("data_parallel.") for k in old):
+        old.update(config_lib.DATA_PARALLEL_DEFAULTS)
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
@@ -128,6 +134,8 @@ def _plan(cfg: ml_collections.ConfigDict):
         raise config_lib.ConfigError(
             f"experiment {cfg.experiment!r} probes {probe.batch_size} training examples, more than "
             f"the {ds.num_train} of data.source={cfg.data.source!r}; use a larger data source")
+    for static in dict.fromkeys(r.static for r in runs):
+        data_parallel.check_static(static)
     return runs, _groups(runs, int(cfg.get("points_per_program", 16))), ds, probe
 
 
@@ -165,7 +173,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
                                f"(differs in: {', '.join(fields)}); resume with the same config, "
                                f"pass --restart to discard them, or choose another --workdir")
         summary_lib.atomic_write(old_config, new_config)
-        wd.begin({"command": workdir_lib.command(), "git_commit": commit})
+        spread = [d for d in dict.fromkeys(
+            json.dumps(data_parallel.describe_static(r.static), sort_keys=True) for r in runs)
+            if d != "null"]
+        wd.begin({"command": workdir_lib.command(), "git_commit": commit,
+                  **({"data_parallel": [json.loads(d) for d in spread]} if spread else {})})
         trained, group_seconds = [], {}
         try:
             done = _train(wd, cfg, runs, all_groups, data_lib.to_device(ds), probe, max_points,
@@ -205,7 +217,7 @@ def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
     done = wd.finished([r.name for r in runs])
     devices = jax.local_devices()
     todo = placement.waves([g for g in all_groups if any(r.name not in done for r in g)],
-                           len(devices))
+                           len(devices), alone=lambda g: g[0].static.spans_devices)
     ids = [_wave_id(wave) for wave in todo]
     _drop_stale_checkpoints(wd.path / "checkpoints", keep=set(ids))
     metrics_path = wd.path / "metrics.jsonl"
@@ -220,8 +232,11 @@ def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
         for wi, (wave, wave_id) in enumerate(zip(todo, ids)):
             interrupt.check(f"interrupted before program {wi + 1} of {len(todo)}")
             t = time.perf_counter()
-            programs = [_program(group, devices[d] if len(devices) > 1 else None, ds, cfg, probe,
-                                 compiled, placed) for d, group in enumerate(wave)]
+            # A program spanning the devices (data parallel) places its own arrays (None).
+            programs = [_program(group, devices[d] if len(devices) > 1
+                                 and not group[0].static.spans_devices else None,
+                                 ds, cfg, probe, compiled, placed)
+                        for d, group in enumerate(wave)]
             names = {r.name for group in wave for r in group}
             ckpt = checkpoint_lib.Checkpointer(wd.path / "checkpoints" / wave_id)
             if not ckpt.exists() and logged & names:  # rows of an attempt that left no checkpoint

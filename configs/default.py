@@ -74,6 +74,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # gamma and beta), as a gradient term before momentum. 0 = none.
     config.optimizer.weight_decay = 0.0
 
+    # Data-parallel training (bn_experiments.data_parallel): each run's batch split over this
+    # many devices of every process (1: one device; 0: every device), parameters replicated,
+    # gradients averaged. Runs that span devices train one at a time.
+    config.data_parallel = ml_collections.ConfigDict()
+    config.data_parallel.devices = 1
+    # BN statistics synchronized across the devices (those of the whole batch, as on one device)
+    # instead of each device's own shard (what the paper's distributed training did).
+    config.data_parallel.bn_sync = False
+    # On one device: BN statistics of this many equal slices of each batch ("ghost batches",
+    # Hoffer et al. 2017), i.e. what per-device statistics on that many devices compute.
+    config.data_parallel.ghost_batches = 1
+
     if arg == "quick":
         shrink(config)
     return config

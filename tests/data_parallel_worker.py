@@ -62,10 +62,7 @@ def equivalence(out: str) -> None:
 
 def run_runner(workdir: str, bn_sync: bool) -> None:
     """The runner's `train_and_evaluate` with data-parallel programs over every device of every
-    process (the wiring proposed for runner.py), process 0 writing `workdir`."""
-    maker = dp.program_maker({"data_parallel.devices": 0, "data_parallel.bn_sync": bn_sync})
-    runner.train = type(train)("train_data_parallel")
-    runner.train.__dict__.update({**vars(train), "make_program": maker})
+    process (`config.data_parallel`), process 0 writing `workdir`."""
     where = distributed.process_workdir(workdir)
     if os.environ.get("DIE_AFTER_CHECKPOINT"):  # a crash of every process right after a checkpoint
         save = checkpoint.Checkpointer.save
@@ -81,6 +78,7 @@ def run_runner(workdir: str, bn_sync: bool) -> None:
         checkpoint.Checkpointer.save = save_then_die
     cfg = config(batch_size=32)
     cfg.checkpoint_every = int(os.environ.get("CHECKPOINT_EVERY", "0"))
+    cfg.data_parallel.devices, cfg.data_parallel.bn_sync = 0, bn_sync
     runner.train_and_evaluate(cfg, where, progress=False, plot=False)
     print(f"process {jax.process_index()} of {jax.process_count()}, {jax.device_count()} devices,"
           f" wrote {where}", flush=True)

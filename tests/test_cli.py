@@ -98,6 +98,8 @@ def test_divergence_is_a_result_not_an_error(tmp_path):
     (["--config.model.widht=3"], "model.widths"),
     (["--config.eval_every=7"], "eval_every"),
     (["--config", "no_such_config"], "no_such_config"),
+    (["--config.data_parallel.ghost_batches=7"], "data_parallel.ghost_batches"),
+    (["--config.data_parallel.devices=64"], "data_parallel.devices"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_field(args, field, tmp_path, capsys):
     workdir = tmp_path / "w"
@@ -253,3 +255,20 @@ def test_the_documented_layouts_of_metrics_and_curves(quick_run):
         np.testing.assert_allclose(curves["bn/eval/test_accuracy"],
                                    [r["test_accuracy"] for r in bn_rows], rtol=1e-6)
         assert list(curves["bn/eval/step"]) == [r["step"] for r in bn_rows] == [0, 10, 20, 50, 100]
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"BN_EXP_NUM_PROCESSES": "2"}, "BN_EXP_COORDINATOR"),
+    ({"BN_EXP_COORDINATOR": "nohost", "BN_EXP_NUM_PROCESSES": "2", "BN_EXP_PROCESS_ID": "0"},
+     "BN_EXP_COORDINATOR='nohost'"),
+    ({"BN_EXP_COORDINATOR": "127.0.0.1:1", "BN_EXP_NUM_PROCESSES": "2",
+      "BN_EXP_PROCESS_ID": "2"}, "BN_EXP_PROCESS_ID=2"),
+])
+def test_bad_multi_process_settings_exit_2_before_joining(env, name, tmp_path, capsys,
+                                                          monkeypatch):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    rc = cli.main(["run", "--config", "fig1_mnist:quick", "--workdir", str(tmp_path / "w")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and name in err, err
+    assert not (tmp_path / "w").exists()

@@ -107,24 +107,64 @@ def test_ghost_batches_with_synchronized_statistics_are_the_full_batch():
         np.testing.assert_allclose(x, y, rtol=RTOL, atol=ATOL)
 
 
-def test_runner_trains_a_vmapped_group_data_parallel_to_the_same_numbers(monkeypatch):
-    # Two seeds in one vmapped program (vmap of shard_map) on this process's 4 devices, through
-    # the runner's train_runs, as the proposed wiring calls it, against the one-device trainer.
+def test_runner_trains_a_vmapped_group_data_parallel_to_the_same_numbers():
+    # Two seeds in one vmapped program (vmap of shard_map) on this process's 4 devices, chosen by
+    # the config's data_parallel section, through the runner's train_runs, against one device.
     cfg = worker.config(batch_size=32)
     cfg.grid = (("seed", (0, 1)),)
     runs, groups, ds, _ = runner._plan(cfg)
     ds = data_lib.to_device(ds)
     plain = runner.train_runs(groups[0], ds, target=0.9, progress=False)
-    fake_train = type(train)("train_data_parallel")
-    fake_train.__dict__.update({**vars(train), "make_program": dp.program_maker(
-        {"data_parallel.devices": 0, "data_parallel.bn_sync": True})})
-    monkeypatch.setattr(runner, "train", fake_train)
-    sharded = runner.train_runs(groups[0], ds, target=0.9, progress=False)
+    cfg.data_parallel.devices, cfg.data_parallel.bn_sync = 0, True
+    _, sharded_groups, _, _ = runner._plan(cfg)
+    assert sharded_groups[0][0].static.devices == 0 and sharded_groups[0][0].static.bn_sync
+    sharded = runner.train_runs(sharded_groups[0], ds, target=0.9, progress=False)
     losses = [r.train["train_loss"] for r in sharded]
     assert len(losses) == 2 and losses[0][0] != losses[1][0]  # two seeds, not one twice
     for a, b in zip(plain, sharded):
         np.testing.assert_allclose(a.train["train_loss"], b.train["train_loss"], rtol=RTOL)
         np.testing.assert_allclose(a.evals["test_accuracy"], b.evals["test_accuracy"], atol=1e-6)
+
+
+def test_a_grid_over_the_data_parallel_section_trains_each_kind_and_records_it(tmp_path):
+    # One device / 4 devices synchronized / 4 devices per device / 4 ghost batches on one device:
+    # synchronized equals one device, per-device equals ghost batches (to float tolerance), and
+    # the two kinds of statistics differ; spanning programs train alone; provenance says how.
+    cfg = worker.config(batch_size=32)
+    cfg.runs = ("one: data_parallel.devices=1",
+                "sync: data_parallel.devices=4, data_parallel.bn_sync=True",
+                "per_device: data_parallel.devices=4, data_parallel.bn_sync=False",
+                "ghost: data_parallel.ghost_batches=4")
+    doc = runner.train_and_evaluate(cfg, tmp_path, progress=False, plot=False)
+    loss = {r["name"]: np.asarray(r["curves"]["train_loss"]["value"]) for r in doc["runs"]}
+    np.testing.assert_allclose(loss["sync"], loss["one"], rtol=RTOL)
+    np.testing.assert_allclose(loss["per_device"], loss["ghost"], rtol=RTOL)
+    assert np.max(np.abs(loss["per_device"][1:] - loss["one"][1:])) > 1e-4
+    configs = {r["name"]: r["config"] for r in doc["runs"]}
+    assert configs["ghost"]["data_parallel.ghost_batches"] == 4
+    invocation = json.loads((tmp_path / "provenance.json").read_text())["invocations"][-1]
+    assert invocation["data_parallel"] == [
+        {"bn_statistics": "synchronized", "device_batch_size": 8, "devices": 4, "processes": 1},
+        {"bn_statistics": "per device", "device_batch_size": 8, "devices": 4, "processes": 1},
+        {"bn_statistics": "per ghost batch", "devices": 1, "ghost_batch_size": 8,
+         "ghost_batches": 4}]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"data_parallel.devices": 99}, r"data_parallel.devices=99 is invalid: there are 4 devices"),
+    ({"data_parallel.devices": 3}, r"batch_size=32 is not divisible by the 3 devices"),
+    ({"data_parallel.ghost_batches": 5}, r"data_parallel.ghost_batches=5 is invalid: must divide"),
+    ({"data_parallel.ghost_batches": 4, "data_parallel.devices": 2},
+     r"data_parallel.ghost_batches=4 is invalid: simulates per-device statistics on ONE device"),
+])
+def test_bad_data_parallel_settings_are_refused_before_anything_is_written(tmp_path, override,
+                                                                         message):
+    cfg = worker.config(batch_size=32)
+    for key, value in override.items():
+        config_lib.set_dotted(cfg, key, value)
+    with pytest.raises(config_lib.ConfigError, match=message):
+        runner.train_and_evaluate(cfg, tmp_path / "wd", progress=False, plot=False)
+    assert not (tmp_path / "wd").exists()
 
 
 def test_what_cannot_be_split_is_refused_in_one_line():

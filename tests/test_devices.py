@@ -132,6 +132,10 @@ def test_waves_are_consecutive_groups_one_per_device():
     assert placement.waves(groups, 1) == [[g] for g in groups]
     assert placement.waves(groups, 2) == [groups[0:2], groups[2:4], groups[4:]]
     assert placement.waves(groups, 8) == [groups]
+    # A data-parallel program spans the devices: a wave of its own, the order kept.
+    spans = lambda g: g in ("c", "f")  # noqa: E731
+    assert placement.waves(list("abcdefg"), 2, alone=spans) == [
+        ["a", "b"], ["c"], ["d", "e"], ["f"], ["g"]]
 
 
 @pytest.mark.parametrize("flag", ["--devices=0", "--devices=two", "--devices=-3"])
