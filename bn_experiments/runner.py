@@ -94,12 +94,19 @@ def _structure(static: config_lib.Static) -> config_lib.Static:
     return dataclasses.replace(static, model=dataclasses.replace(static.model, init_std=0.0))
 
 
+def data_key(flat: dict) -> tuple:
+    """What a run trains on: (data.source, data.standardize, data.whiten) of its config. Runs may
+    differ in it (a grid over `data.whiten`); each distinct key is loaded once."""
+    return (flat["data.source"], bool(flat.get("data.standardize", False)),
+            flat.get("data.whiten", "none"))
+
+
 def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_lib.Run]]:
     """Runs grouped by compiled structure (model family and its static config, steps, batch, ...;
-    init_std is a number, not structure), then chunked."""
+    init_std is a number, not structure) and by the data they train on, then chunked."""
     by_key: dict = {}
     for run in runs:
-        by_key.setdefault(_structure(run.static), []).append(run)
+        by_key.setdefault((_structure(run.static), data_key(run.flat)), []).append(run)
     return [g[i:i + per_program] for g in by_key.values() for i in range(0, len(g), per_program)]
 
 
@@ -112,6 +119,8 @@ def _config_differences(old: dict, new: dict) -> list[str]:
         old.setdefault("model.name", models.DEFAULT)
     if not any(k.startswith("data_parallel.") for k in old):
         old.update(config_lib.DATA_PARALLEL_DEFAULTS)
+    if "data.source" in old:
+        old.setdefault("data.whiten", "none")
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
@@ -122,21 +131,40 @@ def plan(cfg: ml_collections.ConfigDict) -> tuple[list[config_lib.Run], list[lis
     return runs, groups
 
 
+def _load(key: tuple) -> data_lib.Dataset:
+    source, standardize, whiten = key
+    return data_lib.load(source, standardize=standardize, whiten=whiten)
+
+
 def _plan(cfg: ml_collections.ConfigDict):
-    """(runs, programs, dataset, probe) of `cfg`, through the one gate `config.check`."""
+    """(runs, programs, datasets by `data_key`, probe) of `cfg`, through the one gate
+    `config.check`; every dataset the runs need is loaded (and checked) here."""
     from bn_experiments import sweep
 
     config_lib.check(cfg)
-    ds = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
+    base = data_key(config_lib.flatten(cfg))
+    datasets = {base: _load(base)}
+    ds = datasets[base]
     runs = sweep.expand(cfg, input_shape=tuple(ds.input_shape), num_train=ds.num_train)
+    for key in dict.fromkeys(data_key(r.flat) for r in runs):
+        if key not in datasets:
+            datasets[key] = _load(key)
+            other = datasets[key]
+            if (tuple(other.input_shape), other.num_classes) != (tuple(ds.input_shape),
+                                                                  ds.num_classes):
+                raise config_lib.ConfigError(
+                    f"data.source={key[0]!r} has inputs {tuple(other.input_shape)} and "
+                    f"{other.num_classes} classes, unlike data.source={base[0]!r}; runs of one "
+                    f"config must share them: use separate configs")
     probe = experiments.get(cfg.experiment).probe
-    if probe is not None and probe.batch_size > ds.num_train:
-        raise config_lib.ConfigError(
-            f"experiment {cfg.experiment!r} probes {probe.batch_size} training examples, more than "
-            f"the {ds.num_train} of data.source={cfg.data.source!r}; use a larger data source")
+    for key, d in datasets.items():
+        if probe is not None and probe.batch_size > d.num_train:
+            raise config_lib.ConfigError(
+                f"experiment {cfg.experiment!r} probes {probe.batch_size} training examples, more "
+                f"than the {d.num_train} of data.source={key[0]!r}; use a larger data source")
     for static in dict.fromkeys(r.static for r in runs):
         data_parallel.check_static(static)
-    return runs, _groups(runs, int(cfg.get("points_per_program", 16))), ds, probe
+    return runs, _groups(runs, int(cfg.get("points_per_program", 16))), datasets, probe
 
 
 def _warn(message: str) -> None:
@@ -160,7 +188,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     ones), writes the workdir. Ctrl-C stops at a safe point: `interrupt.Interrupted`, with the
     workdir resumable by the same call."""
     t0, commit = time.perf_counter(), workdir_lib.git_commit()  # the code as it was when the run started
-    runs, all_groups, ds, probe = _plan(cfg)
+    runs, all_groups, datasets, probe = _plan(cfg)
     is_sweep = bool(cfg.get("grid"))
     max_points = summary_lib.MAX_POINTS_SWEEP if is_sweep else summary_lib.MAX_POINTS
     with Workdir.open(workdir, restart=restart) as wd, interrupt.deferred():
@@ -180,8 +208,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
                   **({"data_parallel": [json.loads(d) for d in spread]} if spread else {})})
         trained, group_seconds = [], {}
         try:
-            done = _train(wd, cfg, runs, all_groups, data_lib.to_device(ds), probe, max_points,
-                          progress, trained, group_seconds)
+            done = _train(wd, cfg, runs, all_groups,
+                          {k: data_lib.to_device(d) for k, d in datasets.items()}, probe,
+                          max_points, progress, trained, group_seconds)
         except BaseException as err:
             wd.end("interrupted" if isinstance(err, (interrupt.Interrupted, KeyboardInterrupt))
                    else f"failed ({type(err).__name__})", wall_seconds=time.perf_counter() - t0,
@@ -208,7 +237,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Pa
     return doc
 
 
-def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
+def _train(wd: Workdir, cfg, runs, all_groups, datasets, probe, max_points, progress,
            trained: list[str], group_seconds: dict) -> dict[str, dict]:
     """Trains every group with an unfinished run, up to one per local device at a time; returns
     every run's summary row by name. Groups are formed over ALL runs, and a group with any
@@ -223,8 +252,8 @@ def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
     metrics_path = wd.path / "metrics.jsonl"
     summary_lib.drop_torn_line(metrics_path)
     logged = _logged_runs(metrics_path)
-    compiled: dict = {}  # one compiled program per structure, width and device
-    placed: dict = {}    # the data on each device
+    compiled: dict = {}  # one compiled program per structure, data, width and device
+    placed: dict = {}    # each dataset on each device
     with open(metrics_path, "a") as metrics_file:
         def log(row: dict) -> None:
             metrics_file.write(json.dumps(summary_lib.clean(row)) + "\n")
@@ -235,7 +264,7 @@ def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
             # A program spanning the devices (data parallel) places its own arrays (None).
             programs = [_program(group, devices[d] if len(devices) > 1
                                  and not group[0].static.spans_devices else None,
-                                 ds, cfg, probe, compiled, placed)
+                                 datasets, cfg, probe, compiled, placed)
                         for d, group in enumerate(wave)]
             names = {r.name for group in wave for r in group}
             ckpt = checkpoint_lib.Checkpointer(wd.path / "checkpoints" / wave_id)
@@ -260,14 +289,15 @@ def _train(wd: Workdir, cfg, runs, all_groups, ds, probe, max_points, progress,
     return done
 
 
-def _program(group: list[config_lib.Run], device, ds, cfg, probe, compiled: dict,
+def _program(group: list[config_lib.Run], device, datasets, cfg, probe, compiled: dict,
              placed: dict) -> ProgramRun:
-    """The ProgramRun of one group on `device` (None: the default device), with the data there
-    and the program compiled once per structure, width and device."""
-    if device not in placed:
-        placed[device] = placement.put_data(ds, device)
-    key = (_structure(group[0].static), len(group), device)
-    program = ProgramRun(group, placed[device], target=cfg.target_accuracy, probe=probe,
+    """The ProgramRun of one group on `device` (None: the default device), with its data there
+    and the program compiled once per structure, data, width and device."""
+    dkey = data_key(group[0].flat)
+    if (device, dkey) not in placed:
+        placed[device, dkey] = placement.put_data(datasets[dkey], device)
+    key = (_structure(group[0].static), dkey, len(group), device)
+    program = ProgramRun(group, placed[device, dkey], target=cfg.target_accuracy, probe=probe,
                          device=device, fns=compiled.get(key), make_program=_make_program)
     compiled[key] = program.fns
     return program

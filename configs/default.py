@@ -60,6 +60,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.source = "mnist_embedded"
     # Subtract the training mean pixel and divide by its std (the raw [0, 1] pixels otherwise).
     config.data.standardize = False
+    # Input transform with statistics of the training split (bn_experiments.transforms): none |
+    # standardize (per pixel) | pca | zca (whitened). Not together with `standardize`.
+    config.data.whiten = "none"
 
     config.optimizer = ml_collections.ConfigDict()
     # SGD momentum (0 = plain SGD).

@@ -112,8 +112,8 @@ def test_runner_trains_a_vmapped_group_data_parallel_to_the_same_numbers():
     # the config's data_parallel section, through the runner's train_runs, against one device.
     cfg = worker.config(batch_size=32)
     cfg.grid = (("seed", (0, 1)),)
-    runs, groups, ds, _ = runner._plan(cfg)
-    ds = data_lib.to_device(ds)
+    runs, groups, datasets, _ = runner._plan(cfg)
+    [ds] = [data_lib.to_device(d) for d in datasets.values()]
     plain = runner.train_runs(groups[0], ds, target=0.9, progress=False)
     cfg.data_parallel.devices, cfg.data_parallel.bn_sync = 0, True
     _, sharded_groups, _, _ = runner._plan(cfg)

@@ -109,6 +109,31 @@ def test_a_config_json_from_before_model_name_resumes_as_an_mlp():
     assert runner._config_differences(old, new) == ["model.widths"]
 
 
+def test_a_config_json_from_before_data_whiten_and_data_parallel_resumes_unchanged():
+    import json
+    new = json.loads(json.dumps(default.get_config().to_dict()))
+    old = json.loads(json.dumps(new))
+    del old["data"]["whiten"], old["data_parallel"]
+    assert runner._config_differences(old, new) == []
+
+
+def test_a_grid_over_the_input_transform_trains_each_point_on_its_own_data(tmp_path):
+    # Runs that differ in data.* keys train on their own data: each point equals its config
+    # run alone, and the transforms give different numbers (nothing silently ignored).
+    cfg = _cfg((("data.whiten", ("none", "zca")), ("seed", (0,))))
+    doc = runner.train_and_evaluate(cfg, tmp_path / "grid", progress=False, plot=False)
+    loss = {r["config"]["data.whiten"]: r["curves"]["train_loss"]["value"] for r in doc["runs"]}
+    assert loss["none"] != loss["zca"]
+    for kind in ("none", "zca"):
+        alone = _cfg((), **{"data.whiten": kind})
+        one = runner.train_and_evaluate(alone, tmp_path / kind, progress=False, plot=False)
+        assert one["runs"][0]["curves"]["train_loss"]["value"] == loss[kind]
+    bad = _cfg((("data.whiten", ("none", "pca")),), **{"data.standardize": True})
+    with pytest.raises(data_lib.DataError, match="choose one input transform"):
+        runner.train_and_evaluate(bad, tmp_path / "bad", progress=False, plot=False)
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("config,grid", [
     ("lr_sweep", "(('seed', (0, 1)),)"),
     ("lr_init_grid", "(('seed', (0, 1)),)"),
