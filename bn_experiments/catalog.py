@@ -64,7 +64,9 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("large_lr_no_explosion",
           "Without BN, large learning rates grow the parameters until the model explodes; with BN "
           "training is independent of the parameters' scale",
-          "IS Sec. 3.3", ("bn_prevents_divergence", "bn_stabilizes_weight_growth")),
+          "IS Sec. 3.3", ("bn_prevents_divergence", "bn_stabilizes_weight_growth",
+                          "bn_output_independent_of_weight_scale_at_init",
+                          "bn_training_resilient_to_weight_scale")),
     Claim("normalization_inside_gradient",
           "Normalization must take part in the gradient step: outside it, the bias and scale grow "
           "without bound while the loss stays flat", "IS Sec. 2",

@@ -112,15 +112,21 @@ def _groups(runs: list[config_lib.Run], per_program: int) -> list[list[config_li
 
 def _config_differences(old: dict, new: dict) -> list[str]:
     """The dotted keys whose values differ between two config.json documents. One written before
-    `model.name` existed is an MLP's: the missing key counts as "mlp"; one written before the
-    `data_parallel` section existed is a one-device run's."""
+    `model.name` existed is an MLP's: the missing key counts as "mlp"; a field added since
+    (`data.whiten`, the `data_parallel` section, `model.hidden_scale`) counts as its default."""
+    from bn_experiments.configs import default
+
     old, new = config_lib.flatten(old), config_lib.flatten(new)
     if any(k.startswith("model.") for k in old):
         old.setdefault("model.name", models.DEFAULT)
-    if not any(k.startswith("data_parallel.") for k in old):
-        old.update(config_lib.DATA_PARALLEL_DEFAULTS)
-    if "data.source" in old:
-        old.setdefault("data.whiten", "none")
+    # Fields added since the old file was written count as their defaults.
+    defaults = {k: v for k, v in config_lib.flatten(default.get_config()).items()
+                if not k.startswith("model.")}
+    defaults.update({f"model.{k}": v for k, v in config_lib.flatten(
+        models.default_config(old.get("model.name", models.DEFAULT))).items()})
+    for key in set(new) - set(old):
+        if key in defaults:
+            old[key] = defaults[key]
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 

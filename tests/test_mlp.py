@@ -118,7 +118,7 @@ def test_bad_config_names_the_field():
 
 
 def test_family_fields_and_static_config():
-    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("widths",)
+    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("hidden_scale", "widths")
     section = ml_collections.ConfigDict({"name": "mlp", "widths": (7, 5), "activation": "relu",
                                          "norm": "batchnorm", "init": "he", "init_std": 0.5,
                                          "tracked_units": (0,), "bn_momentum": 0.9,
@@ -132,6 +132,27 @@ def test_family_fields_and_static_config():
     logits, _, inter = mlp.apply(params, state, _x()[:4, :8, :8, :].repeat(3, -1), cfg=rgb,
                                  train=True)
     assert logits.shape == (4, 10) and len(inter["bn_inputs"]) == len(state["bn"]) == 2
+
+
+def test_hidden_scale_multiplies_the_hidden_weights_only_and_bn_output_is_unchanged():
+    base = mlp.MLPConfig(widths=(16, 16), norm="batchnorm")
+    scaled = dataclasses.replace(base, hidden_scale=10.0)
+    p1, s1 = mlp.init(jax.random.key(0), base)
+    p10, _ = mlp.init(jax.random.key(0), scaled)
+    for a, b in zip(p1["hidden"], p10["hidden"]):
+        np.testing.assert_allclose(b["w"], 10.0 * a["w"], rtol=1e-6)
+    np.testing.assert_array_equal(p10["output"]["w"], p1["output"]["w"])
+    x = _x()[:32]
+    out1 = mlp.apply(p1, s1, x, cfg=base, train=True)[0]
+    out10 = mlp.apply(p10, s1, x, cfg=scaled, train=True)[0]
+    # BN(aWu) = BN(Wu), up to BN's epsilon, which counts 1/a^2 less at a = 10: within 1%.
+    assert float(jnp.linalg.norm(out10 - out1) / jnp.linalg.norm(out1)) < 0.01
+    unnormalized = dataclasses.replace(base, norm="none")
+    q1, t1 = mlp.init(jax.random.key(0), unnormalized)
+    q10, _ = mlp.init(jax.random.key(0), dataclasses.replace(unnormalized, hidden_scale=10.0))
+    far = mlp.apply(q10, t1, x, cfg=unnormalized, train=True)[0]
+    near = mlp.apply(q1, t1, x, cfg=unnormalized, train=True)[0]
+    assert float(jnp.linalg.norm(far - near) / jnp.linalg.norm(near)) > 0.1  # without BN: changed
 
 
 @pytest.mark.parametrize("field,value", [

@@ -51,6 +51,9 @@ class MLPConfig:
     bn_stop_gradient: bool = False
     bn_affine: bool = True
     bn_noise: bool = False
+    # Multiplies the initial weights of the hidden layers (not the output layer's): a network
+    # whose BN-fed weights start a times larger computes the same function (IS Sec. 3.3).
+    hidden_scale: float = 1.0
     # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
     # averages its batch moments, i.e. statistics synchronized across devices.
     bn_axis_name: str | None = None
@@ -78,6 +81,9 @@ def fields() -> ml_collections.ConfigDict:
     f = ml_collections.ConfigDict()
     # Hidden layer widths (the paper: 3 x 100).
     f.widths = (100, 100, 100)
+    # Multiplies the hidden layers' initial weights (not the output layer's): 1.0 leaves the init
+    # as `init` and `init_std` give it.
+    f.hidden_scale = 1.0
     return f
 
 
@@ -91,6 +97,10 @@ def validate(model: dict) -> None:
     for field, allowed in (("activation", ACTIVATIONS), ("norm", NORMS), ("init", INITS)):
         models.check_choice(model.get(field), f"model.{field}", allowed)
     models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
+    scale = model.get("hidden_scale", 1.0)
+    models.check(isinstance(scale, (int, float)) and not isinstance(scale, bool)
+                 and math.isfinite(scale) and scale > 0, "model.hidden_scale", scale,
+                 "must be a finite number > 0 (1.0: the init unchanged)")
     for field, default in BN_SWITCHES.items():
         value = model.get(field, default)
         models.check(isinstance(value, bool), f"model.{field}", value, "must be True or False")
@@ -102,6 +112,7 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
         input_size=math.prod(input_shape), widths=tuple(model.widths), activation=model.activation,
         norm=model.norm, init=model.init, init_std=float(model.init_std),
         bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon),
+        hidden_scale=float(model.get("hidden_scale", 1.0)),
         **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
 
 
@@ -121,6 +132,8 @@ def init(key: jax.Array, cfg: MLPConfig, numbers: dict | None = None) -> tuple[d
     params, state = {"hidden": [], "output": {}}, {"bn": []}
     for i, (k, fan_in, fan_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
         w = jax.random.normal(k, (fan_in, fan_out)) * (gain * _weight_std(cfg.init, fan_in, fan_out))
+        if i < len(sizes) - 2 and cfg.hidden_scale != 1.0:
+            w = w * cfg.hidden_scale
         layer = {"w": w}
         if i == len(sizes) - 2:
             params["output"] = {"w": w, "b": jnp.zeros(fan_out)}
