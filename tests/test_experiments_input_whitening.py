@@ -69,6 +69,6 @@ def test_figure(tmp_path):
 
 def test_config_crosses_every_transform_norm_and_rate_with_paired_seeds():
     runs = sweep.expand(whitening_config.get_config(), num_train=8000)
-    assert len(runs) == 4 * 2 * 5 * 3
+    assert len(runs) == 4 * 2 * 6 * 3
     assert {r.flat["data.whiten"] for r in runs} == set(iw.TRANSFORMS)
     assert np.unique([r.numbers.seed for r in runs]).tolist() == [0, 1, 2]
