@@ -136,13 +136,13 @@ def test_a_family_may_not_redefine_a_common_field():
 
 def test_a_field_of_another_family_is_refused_in_one_line(tiny):
     cfg = _cfg()
-    cfg.model.name = "tiny"  # set by hand, not through set_model: widths stays behind
+    cfg.model.name = "tiny"  # set by hand, not through set_model: the MLP's fields stay behind
     cfg.model.channels = 4
     for reference in (None, default.get_config()):
         with pytest.raises(config_lib.ConfigError) as err:
             config_lib.validate(cfg, reference=reference)
-        assert str(err.value) == ("config key 'model.widths' belongs to model 'mlp', not to "
-                                  "model.name='tiny'; remove it")
+        assert str(err.value) == ("config key 'model.hidden_scale' belongs to model 'mlp', not "
+                                  "to model.name='tiny'; remove it")
     mlp_cfg = _cfg()
     mlp_cfg.model.channels = 4
     with pytest.raises(config_lib.ConfigError, match="'model.channels' belongs to model 'tiny'"):
