@@ -33,7 +33,11 @@ def deferred():
     global _requested
     if threading.current_thread() is not threading.main_thread() \
             or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # e.g. started with nohup
-        yield
+        _requested = False  # no handler here: a stale request must not stop this block
+        try:
+            yield
+        finally:
+            _requested = False
         return
     previous = signal.signal(signal.SIGINT, _handler)
     _requested = False

@@ -204,6 +204,8 @@ def test_probe_sees_the_previous_evaluation_on_an_uneven_schedule(data, tmp_path
         cfg.experiment = name
         wd = tmp_path / "w"
         if resumed:  # interrupted at an evaluation (checkpointed there), then resumed
+            # Saved as False first, so the teardown restores False (not the True set below).
+            monkeypatch.setattr(runner.interrupt, "_requested", False)
             calls = iter(range(1000))
 
             def ctrl_c_at_the_fourth_evaluation() -> bool:  # as the SIGINT handler would
@@ -212,7 +214,7 @@ def test_probe_sees_the_previous_evaluation_on_an_uneven_schedule(data, tmp_path
             monkeypatch.setattr(runner.interrupt, "requested", ctrl_c_at_the_fourth_evaluation)
             with pytest.raises(runner.interrupt.Interrupted):
                 runner.train_and_evaluate(cfg, wd, progress=False, plot=False)
-            monkeypatch.setattr(runner.interrupt, "_requested", False)
+            runner.interrupt._requested = False
             monkeypatch.setattr(runner.interrupt, "requested", lambda: False)
         run = runner.train_and_evaluate(cfg, wd, progress=False, plot=False)["runs"][0]
     finally:
