@@ -118,7 +118,7 @@ def test_bad_config_names_the_field():
 
 
 def test_family_fields_and_static_config():
-    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("hidden_scale", "widths")
+    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("bn_position", "hidden_scale", "widths")
     section = ml_collections.ConfigDict({"name": "mlp", "widths": (7, 5), "activation": "relu",
                                          "norm": "batchnorm", "init": "he", "init_std": 0.5,
                                          "tracked_units": (0,), "bn_momentum": 0.9,
@@ -181,3 +181,21 @@ def test_bn_switches_are_common_config_fields_passed_to_the_mlp():
     assert (cfg.bn_stop_gradient, cfg.bn_affine, cfg.bn_noise, cfg.needs_rng) == (True, False, True, True)
     params, _ = mlp.init(jax.random.key(0), cfg)
     assert all("bn" not in layer for layer in params["hidden"])  # no gamma/beta
+
+
+def test_bn_after_the_nonlinearity_normalizes_the_layer_output():
+    cfg = mlp.MLPConfig(widths=(16, 8), norm="batchnorm", bn_position="after", activation="relu")
+    params, state = mlp.init(jax.random.key(0), cfg)
+    assert all(set(layer) == {"w", "b", "bn"} for layer in params["hidden"])
+    params["hidden"][0]["b"] = params["hidden"][0]["b"] + 0.3
+    x = _x()[:32]
+    _, _, inter = mlp.apply(params, state, x, cfg=cfg, train=True)
+    h = x.reshape(32, -1)
+    z = h @ params["hidden"][0]["w"] + params["hidden"][0]["b"]
+    np.testing.assert_allclose(inter["preacts"][0], z, rtol=1e-6)
+    np.testing.assert_allclose(inter["bn_inputs"][0], jax.nn.relu(z), rtol=1e-6)
+    # The next layer's input is the BN'd output: zero mean, unit variance per unit (gamma 1, beta 0).
+    u = (inter["preacts"][1] - params["hidden"][1]["b"]) @ jnp.linalg.pinv(params["hidden"][1]["w"])
+    np.testing.assert_allclose(np.asarray(u).mean(0), 0.0, atol=1e-3)
+    with pytest.raises(ValueError, match="model.bn_position"):
+        mlp.MLPConfig(bn_position="middle")

@@ -26,6 +26,7 @@ ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh,
 NORMS = ("none", "batchnorm")
 INITS = ("gaussian", "lecun", "glorot", "he")
 # The BN ablation switches (common config fields, `models.common_fields`) and their defaults.
+BN_POSITIONS = ("before", "after")
 BN_SWITCHES = {"bn_stop_gradient": False, "bn_affine": True, "bn_noise": False}
 
 
@@ -54,6 +55,9 @@ class MLPConfig:
     # Multiplies the initial weights of the hidden layers (not the output layer's): a network
     # whose BN-fed weights start a times larger computes the same function (IS Sec. 3.3).
     hidden_scale: float = 1.0
+    # Where BN sits: "before" the nonlinearity, on W u (the paper's choice, Sec. 3.2), or
+    # "after" it, on the layer's output g(W u + b), i.e. on the next layer's input u.
+    bn_position: str = "before"
     # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
     # averages its batch moments, i.e. statistics synchronized across devices.
     bn_axis_name: str | None = None
@@ -63,6 +67,9 @@ class MLPConfig:
                                       ("norm", self.norm, NORMS), ("init", self.init, INITS)):
             if value not in allowed:
                 raise ValueError(f"model.{field}={value!r} is unknown; use one of {sorted(allowed)}")
+        if self.bn_position not in BN_POSITIONS:
+            raise ValueError(f"model.bn_position={self.bn_position!r} is unknown; use one of "
+                             f"{list(BN_POSITIONS)}")
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError(f"model.widths={self.widths!r} must be a non-empty tuple of positive ints")
 
@@ -84,6 +91,9 @@ def fields() -> ml_collections.ConfigDict:
     # Multiplies the hidden layers' initial weights (not the output layer's): 1.0 leaves the init
     # as `init` and `init_std` give it.
     f.hidden_scale = 1.0
+    # With BN: normalize "before" the nonlinearity (W u, the paper's choice) or "after" it
+    # (the layer's output, which is the next layer's input u).
+    f.bn_position = "before"
     return f
 
 
@@ -97,6 +107,7 @@ def validate(model: dict) -> None:
     for field, allowed in (("activation", ACTIVATIONS), ("norm", NORMS), ("init", INITS)):
         models.check_choice(model.get(field), f"model.{field}", allowed)
     models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
+    models.check_choice(model.get("bn_position", "before"), "model.bn_position", BN_POSITIONS)
     scale = model.get("hidden_scale", 1.0)
     models.check(isinstance(scale, (int, float)) and not isinstance(scale, bool)
                  and math.isfinite(scale) and scale > 0, "model.hidden_scale", scale,
@@ -113,6 +124,7 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
         norm=model.norm, init=model.init, init_std=float(model.init_std),
         bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon),
         hidden_scale=float(model.get("hidden_scale", 1.0)),
+        bn_position=str(model.get("bn_position", "before")),
         **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
 
 
@@ -141,6 +153,8 @@ def init(key: jax.Array, cfg: MLPConfig, numbers: dict | None = None) -> tuple[d
             bn_params, bn_state = batchnorm.init(fan_out)
             if cfg.bn_affine:
                 layer["bn"] = bn_params
+            if cfg.bn_position == "after":  # W u + b feeds the nonlinearity, BN follows it
+                layer["b"] = jnp.zeros(fan_out)
             params["hidden"].append(layer)
             state["bn"].append(bn_state)
         else:
@@ -154,7 +168,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
     """Returns `(logits, new_state, intermediates)`; `x` is NHWC (or already flat).
 
     `intermediates["preacts"]`: each hidden layer's input to the nonlinearity, shape (batch, width).
-    `intermediates["bn_inputs"]`: each BN layer's input W u (empty without BN).
+    `intermediates["bn_inputs"]`: each BN layer's input: W u, or g(W u + b) with
+    `bn_position="after"` (empty without BN).
     `rng` drives `cfg.bn_noise` in training (a fresh key per step); the noise of Santurkar et al.
     is a training-time perturbation, so evaluation runs without it, and `rng=None` turns it off
     (population statistics, probes). Without BN the same noise goes to the same place, on W u + b
@@ -167,6 +182,18 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
     rngs = jax.random.split(rng, len(params["hidden"])) if noisy else [None] * len(params["hidden"])
     for i, layer in enumerate(params["hidden"]):
         z = h @ layer["w"]
+        if cfg.use_bn and cfg.bn_position == "after":
+            z = z + layer["b"]
+            preacts.append(z)
+            bn_inputs.append(act(z))
+            h, s = batchnorm.apply(
+                layer.get("bn", {}), state["bn"][i], bn_inputs[-1], train=train,
+                momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                stop_gradient_stats=cfg.bn_stop_gradient, axis_name=cfg.bn_axis_name,
+                use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
+                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
+            new_bn_state.append(s)
+            continue
         if cfg.use_bn:
             bn_inputs.append(z)
             z, s = batchnorm.apply(
