@@ -15,6 +15,10 @@ The ablation switches exist for the probes:
 - `use_scale` / `use_bias`: drop gamma / beta (Sec. 3: gamma and beta restore representational power).
 - `output_hook(y, rng)`: transforms BN's output after gamma/beta, e.g. `noisy_bn_hook`, the
   "noisy BN" of Santurkar et al. (2018, "How Does Batch Normalization Help Optimization?", Sec. 2.1).
+- `norm_p`: "l2" is BN (divide by the batch std); "l1" and "linf" divide the centred batch by its
+  mean absolute deviation or its largest absolute deviation instead, the lp normalizations of
+  Santurkar et al. (Sec. 3.3). The running "var" then tracks the square of that spread, so
+  inference and the state's shape are unchanged.
 """
 from __future__ import annotations
 
@@ -73,7 +77,7 @@ def apply(params: Params, state: State, x: jax.Array, *, train: bool,
           use_fast_variance: bool = True, stop_gradient_stats: bool = False,
           use_scale: bool = True, use_bias: bool = True,
           output_hook: OutputHook | None = None, rng: jax.Array | None = None,
-          ) -> tuple[jax.Array, State]:
+          norm_p: str = "l2") -> tuple[jax.Array, State]:
     """Normalizes `x` over all axes but the last; returns `(y, new_state)`.
 
     train=True: normalize with the batch statistics (gradients flow through them unless
@@ -82,7 +86,10 @@ def apply(params: Params, state: State, x: jax.Array, *, train: bool,
     `output_hook(y, rng)` is applied to the output (after gamma/beta) in both modes when given.
     """
     if train:
-        mean, var = moments(x, axis_name=axis_name, use_fast_variance=use_fast_variance)
+        if norm_p == "l2":
+            mean, var = moments(x, axis_name=axis_name, use_fast_variance=use_fast_variance)
+        else:
+            mean, var = lp_moments(x, norm_p, axis_name=axis_name)
         if stop_gradient_stats:
             mean, var = lax.stop_gradient(mean), lax.stop_gradient(var)
         new_state = {"mean": momentum * state["mean"] + (1 - momentum) * mean,
@@ -96,6 +103,31 @@ def apply(params: Params, state: State, x: jax.Array, *, train: bool,
             raise ValueError("batchnorm.apply: output_hook needs rng=<PRNG key>")
         y = output_hook(y, rng)
     return y, new_state
+
+
+NORM_PS = ("l2", "l1", "linf")
+
+
+def lp_moments(x: jax.Array, norm_p: str, *, axis_name: str | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+    """(batch mean, spread^2) per feature: the spread is the mean absolute deviation from the
+    batch mean ("l1") or the largest ("linf"); averaged (l1) or maxed (linf) across devices with
+    `axis_name`."""
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)
+    dev = jnp.abs(x - mean)
+    if norm_p == "l1":
+        spread = dev.mean(axes)
+        spread = spread if axis_name is None else lax.pmean(spread, axis_name)
+    elif norm_p == "linf":
+        spread = dev.max(axes)
+        spread = spread if axis_name is None else lax.pmax(spread, axis_name)
+    else:
+        raise ValueError(f"norm_p={norm_p!r} is unknown; use one of {list(NORM_PS)}")
+    return mean, spread * spread
 
 
 def normalize(params: Params, x: jax.Array, mean: jax.Array, var: jax.Array, *,

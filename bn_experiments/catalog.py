@@ -111,7 +111,9 @@ CLAIMS: tuple[Claim, ...] = (
           "predictiveness, effective beta-smoothness)", "ST Sec. 3",
           ("smaller_loss_range", "more_predictive_gradients", "smaller_effective_beta")),
     Claim("lp_normalization", "lp normalizations train as well as BN while their distributions "
-          "shift more", "ST Sec. 3.3"),
+          "shift more", "ST Sec. 3.3",
+          ("lp_normalizations_train_as_well_as_bn", "lp_normalizations_not_more_stable",
+           "lp_normalizations_beat_no_normalization")),
     Claim("gradient_explosion_at_init", "At initialization, deep BN networks without skip "
           "connections have gradients that explode with depth", "Yang et al. 2019",
           ("bn_gradient_explodes_at_init", "bn_gradient_growth_rate_pi_over_pi_minus_1")),

@@ -245,6 +245,10 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
                f"must be an integer >= {low}")
     _check_positive(flat, "saturation_threshold")
     check_data_parallel(flat)
+    if flat.get("model.bn_norm_p", "l2") != "l2":
+        _check(flat.get("population_batches", 0) == 0, "population_batches",
+               flat.get("population_batches"), f"must be 0 with model.bn_norm_p="
+               f"{flat['model.bn_norm_p']!r}: Algorithm 2's population statistics are variances")
     _check(isinstance(flat.get(SMOKE_KEY, False), bool), SMOKE_KEY, flat.get(SMOKE_KEY),
            "must be true or false")
     if num_train is not None:

@@ -293,3 +293,22 @@ def test_parity_under_shard_map_with_axis_name():
     y_f, s_f = jax.jit(jax.shard_map(theirs, **specs))(x)
     _assert_bitwise(y, y_f)
     jax.tree.map(_assert_bitwise, s, s_f)
+
+
+@pytest.mark.parametrize("norm_p", ["l1", "linf"])
+def test_lp_normalization_divides_the_centred_batch_by_its_lp_spread(norm_p):
+    x = jax.random.normal(jax.random.key(0), (64, 5)) * 3.0 + 1.0
+    params, state = bn.init(5)
+    y, new_state = bn.apply(params, state, x, train=True, norm_p=norm_p, epsilon=0.0)
+    d = np.asarray(x) - np.asarray(x).mean(0)
+    spread = np.abs(d).mean(0) if norm_p == "l1" else np.abs(d).max(0)
+    np.testing.assert_allclose(y, d / spread, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_state["var"], 0.99 + 0.01 * spread ** 2, rtol=1e-5)
+    if norm_p == "linf":
+        assert float(jnp.max(jnp.abs(y))) == pytest.approx(1.0, rel=1e-6)
+    # Inference uses the running statistics exactly as BN does.
+    out, _ = bn.apply(params, new_state, x, train=False, norm_p=norm_p)
+    ref, _ = bn.apply(params, new_state, x, train=False)
+    np.testing.assert_array_equal(out, ref)
+    with pytest.raises(ValueError, match="norm_p='l3'"):
+        bn.apply(params, state, x, train=True, norm_p="l3")

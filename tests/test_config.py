@@ -121,3 +121,11 @@ def test_quick_marks_a_smoke_run_and_a_full_config_does_not_mention_it():
     assert fig1_mnist.get_config("quick").smoke is True
     assert config_lib.SMOKE_KEY not in fig1_mnist.get_config()
     assert config_lib.SMOKE_KEY not in config_lib.runs(fig1_mnist.get_config())[0].flat
+
+
+def test_lp_normalization_refuses_algorithm_2_in_one_line():
+    cfg = default.get_config()
+    cfg.model.norm, cfg.model.bn_norm_p, cfg.population_batches = "batchnorm", "l1", 4
+    with pytest.raises(config_lib.ConfigError, match="population_batches=4 is invalid: must be 0 "
+                                                     "with model.bn_norm_p='l1'"):
+        config_lib.check(cfg)

@@ -112,7 +112,7 @@ def test_registry_lists_the_mlp_and_builds_the_default_model_section():
     assert set(models.COMMON_FIELDS) == {"name", "activation", "norm", "init", "init_std",
                                          "tracked_units", "bn_momentum", "bn_epsilon",
                                          "bn_stop_gradient", "bn_affine", "bn_noise"}
-    assert set(section.keys()) == set(models.COMMON_FIELDS) | {"widths", "hidden_scale", "bn_position"}
+    assert set(section.keys()) == set(models.COMMON_FIELDS) | {"widths", "hidden_scale", "bn_position", "bn_norm_p"}
 
 
 def test_unknown_model_name_names_the_field_and_the_known_ones():
@@ -141,7 +141,7 @@ def test_a_field_of_another_family_is_refused_in_one_line(tiny):
     for reference in (None, default.get_config()):
         with pytest.raises(config_lib.ConfigError) as err:
             config_lib.validate(cfg, reference=reference)
-        assert str(err.value) == ("config key 'model.bn_position' belongs to model 'mlp', not "
+        assert str(err.value) == ("config key 'model.bn_norm_p' belongs to model 'mlp', not "
                                   "to model.name='tiny'; remove it")
     mlp_cfg = _cfg()
     mlp_cfg.model.channels = 4

@@ -399,5 +399,5 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
     return out
 
 
-register(Experiment("internal_covariate_shift", claims=claims, figures=figures,
-                    probe=Probe(measure, batch_size=PROBE_BATCH * PROBE_BATCHES)))
+PROBE = Probe(measure, batch_size=PROBE_BATCH * PROBE_BATCHES)  # also lp_normalization's
+register(Experiment("internal_covariate_shift", claims=claims, figures=figures, probe=PROBE))

@@ -58,6 +58,9 @@ class MLPConfig:
     # Where BN sits: "before" the nonlinearity, on W u (the paper's choice, Sec. 3.2), or
     # "after" it, on the layer's output g(W u + b), i.e. on the next layer's input u.
     bn_position: str = "before"
+    # The spread BN divides by: "l2" (the std: BN) or "l1" / "linf" (mean / largest absolute
+    # deviation: the lp normalizations of Santurkar et al. 2018, Sec. 3.3).
+    bn_norm_p: str = "l2"
     # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
     # averages its batch moments, i.e. statistics synchronized across devices.
     bn_axis_name: str | None = None
@@ -67,6 +70,9 @@ class MLPConfig:
                                       ("norm", self.norm, NORMS), ("init", self.init, INITS)):
             if value not in allowed:
                 raise ValueError(f"model.{field}={value!r} is unknown; use one of {sorted(allowed)}")
+        if self.bn_norm_p not in batchnorm.NORM_PS:
+            raise ValueError(f"model.bn_norm_p={self.bn_norm_p!r} is unknown; use one of "
+                             f"{list(batchnorm.NORM_PS)}")
         if self.bn_position not in BN_POSITIONS:
             raise ValueError(f"model.bn_position={self.bn_position!r} is unknown; use one of "
                              f"{list(BN_POSITIONS)}")
@@ -94,6 +100,8 @@ def fields() -> ml_collections.ConfigDict:
     # With BN: normalize "before" the nonlinearity (W u, the paper's choice) or "after" it
     # (the layer's output, which is the next layer's input u).
     f.bn_position = "before"
+    # With BN: the spread it divides by, "l2" (the std: BN), "l1" or "linf" (lp normalization).
+    f.bn_norm_p = "l2"
     return f
 
 
@@ -108,6 +116,7 @@ def validate(model: dict) -> None:
         models.check_choice(model.get(field), f"model.{field}", allowed)
     models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
     models.check_choice(model.get("bn_position", "before"), "model.bn_position", BN_POSITIONS)
+    models.check_choice(model.get("bn_norm_p", "l2"), "model.bn_norm_p", batchnorm.NORM_PS)
     scale = model.get("hidden_scale", 1.0)
     models.check(isinstance(scale, (int, float)) and not isinstance(scale, bool)
                  and math.isfinite(scale) and scale > 0, "model.hidden_scale", scale,
@@ -125,6 +134,7 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
         bn_momentum=float(model.bn_momentum), bn_epsilon=float(model.bn_epsilon),
         hidden_scale=float(model.get("hidden_scale", 1.0)),
         bn_position=str(model.get("bn_position", "before")),
+        bn_norm_p=str(model.get("bn_norm_p", "l2")),
         **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
 
 
@@ -191,7 +201,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
                 momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
                 stop_gradient_stats=cfg.bn_stop_gradient, axis_name=cfg.bn_axis_name,
                 use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
-                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
+                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i],
+                norm_p=cfg.bn_norm_p)
             new_bn_state.append(s)
             continue
         if cfg.use_bn:
@@ -201,7 +212,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
                 epsilon=cfg.bn_epsilon, stop_gradient_stats=cfg.bn_stop_gradient,
                 axis_name=cfg.bn_axis_name,
                 use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
-                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i])
+                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i],
+                norm_p=cfg.bn_norm_p)
             new_bn_state.append(s)
         else:
             z = z + layer["b"]
