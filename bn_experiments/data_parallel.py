@@ -117,8 +117,10 @@ def _local_apply(family: models.ModelFamily, bn_sync: bool, train_mode: bool,
                                                 rng=key)
         if train_mode and not bn_sync:
             # Per-device statistics: the running averages take the mean of the devices' updates
-            # (the momentum term is the same everywhere), so they stay replicated.
-            new_state = lax.pmean(new_state, AXIS)
+            # (the momentum term is the same everywhere), so they stay replicated. No gradient
+            # flows into running statistics; stop_gradient says so, and spares jax 0.5 a
+            # transpose of this pmean with a symbolic-zero cotangent, which it cannot do.
+            new_state = lax.pmean(lax.stop_gradient(new_state), AXIS)
         return logits, new_state, inter
     return local
 
