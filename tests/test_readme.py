@@ -2,7 +2,7 @@
 
 Its Python snippets run as written (every ```python block, except those whose first line says
 `# sketch` or `# needs ...`, which are run elsewhere or shown as outlines); it refers to nothing
-outside the repository; Figure 1's measured time is stated once; the supported version range it
+outside the repository; Figure 1's measured times are the ones stated; the supported version range it
 states is pyproject.toml's.
 """
 from __future__ import annotations
@@ -36,9 +36,10 @@ def test_refers_to_nothing_outside_the_repository():
             assert (ROOT / link).exists(), link
 
 
-def test_figure_1_time_is_measured_once():
+def test_figure_1_times_are_the_measured_ones():
+    """131 s side by side (this version), 199 s one program at a time (before it)."""
     times = re.findall(r"\b\d+(?:\.\d+)? ?s\b(?! CPU)", README)
-    assert times == ["199 s"], times
+    assert times == ["131 s", "199 s"], times
 
 
 def test_states_the_tested_version_range_of_pyproject():
