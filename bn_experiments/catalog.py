@@ -73,7 +73,9 @@ CLAIMS: tuple[Claim, ...] = (
           ("statistics_in_backprop", "parameters_grow_outside_gradient")),
     Claim("full_whitening_expensive",
           "Full whitening inside the gradient step is expensive, hence per-feature "
-          "standardization", "IS Sec. 2-3"),
+          "standardization", "IS Sec. 2-3; Huang et al. 2018",
+          ("full_whitening_is_expensive", "joint_covariance_needs_large_batches",
+           "standardization_trains_as_well_as_whitening")),
     Claim("wu_more_gaussian",
           "Wu + b is more Gaussian than the layer input u, so it is the better place to normalize",
           "IS Sec. 3.2", ("wu_more_symmetric", "wu_closer_to_gaussian_tails", "wu_less_sparse",
@@ -90,7 +92,8 @@ CLAIMS: tuple[Claim, ...] = (
                                                  "bn_x5_higher_accuracy", "bn_x30_higher_accuracy")),
     Claim("population_statistics",
           "Inference with population statistics (Algorithm 2) matches training-mode accuracy",
-          "IS Sec. 3.1, Algorithm 2"),
+          "IS Sec. 3.1, Algorithm 2", ("population_statistics_match_batch_statistics",
+                                       "moving_averages_match_population_statistics")),
     Claim("per_replica_statistics",
           "Data-parallel training can normalize with each replica's own statistics (the paper's "
           "distributed Inception training) without losing training speed",

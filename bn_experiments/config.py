@@ -249,6 +249,10 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
         _check(flat.get("population_batches", 0) == 0, "population_batches",
                flat.get("population_batches"), f"must be 0 with model.bn_norm_p="
                f"{flat['model.bn_norm_p']!r}: Algorithm 2's population statistics are variances")
+    if flat.get("model.bn_whiten_group", 0):
+        _check(flat.get("population_batches", 0) == 0, "population_batches",
+               flat.get("population_batches"), "must be 0 with model.bn_whiten_group > 0: "
+               "Algorithm 2's population statistics are per-unit variances, not covariances")
     _check(isinstance(flat.get(SMOKE_KEY, False), bool), SMOKE_KEY, flat.get(SMOKE_KEY),
            "must be true or false")
     if num_train is not None:

@@ -51,6 +51,12 @@ class ProbeInputs(NamedTuple):
     prev_state: Any = None
     prev_step: Any = None
     model: Any = None         # the model family's static config (e.g. `model.use_bn`, widths)
+    # The run's evaluation split (the test set, or the validation split when selecting), in the
+    # shape the model takes, and the config's training batch size: for probes that compare ways
+    # of evaluating the same network (e.g. Algorithm 2's population statistics).
+    test_x: Any = None
+    test_y: Any = None
+    batch_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -371,7 +371,7 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
             y=data.y_train[idx], loss_fn=probe_loss, apply=bound_apply,
             learning_rate=numbers["learning_rate"] * schedule(carry["step"]), step=carry["step"],
             prev_params=prev["params"], prev_state=prev["bn_state"], prev_step=prev["step"],
-            model=cfg)
+            model=cfg, test_x=data.x_test, test_y=data.y_test, batch_size=static.batch_size)
         return _probe_outputs(probe.measure(inputs))
 
     def evaluate(carry: dict, numbers: dict, prev: dict | None = None) -> dict:

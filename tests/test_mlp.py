@@ -118,7 +118,8 @@ def test_bad_config_names_the_field():
 
 
 def test_family_fields_and_static_config():
-    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == ("bn_norm_p", "bn_position", "hidden_scale", "widths")
+    assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == (
+        "bn_norm_p", "bn_position", "bn_whiten_group", "hidden_scale", "widths")
     section = ml_collections.ConfigDict({"name": "mlp", "widths": (7, 5), "activation": "relu",
                                          "norm": "batchnorm", "init": "he", "init_std": 0.5,
                                          "tracked_units": (0,), "bn_momentum": 0.9,

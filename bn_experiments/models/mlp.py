@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bn_experiments import batchnorm, models
+from bn_experiments import batchnorm, models, whitening
 
 ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh,
                "identity": lambda x: x}
@@ -61,6 +61,9 @@ class MLPConfig:
     # The spread BN divides by: "l2" (the std: BN) or "l1" / "linf" (mean / largest absolute
     # deviation: the lp normalizations of Santurkar et al. 2018, Sec. 3.3).
     bn_norm_p: str = "l2"
+    # 0: BN standardizes each unit on its own. g > 0: ZCA-whitens groups of g units instead
+    # (decorrelated BN, `bn_experiments.whitening`); g >= the width whitens the whole layer.
+    bn_whiten_group: int = 0
     # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
     # averages its batch moments, i.e. statistics synchronized across devices.
     bn_axis_name: str | None = None
@@ -78,10 +81,18 @@ class MLPConfig:
                              f"{list(BN_POSITIONS)}")
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError(f"model.widths={self.widths!r} must be a non-empty tuple of positive ints")
+        if self.bn_whiten_group:
+            for w in self.widths:
+                whitening.groups(w, self.bn_whiten_group)
 
     @property
     def use_bn(self) -> bool:
         return self.norm == "batchnorm"
+
+    @property
+    def whitens(self) -> bool:
+        """BN's per-unit standardization is replaced by group ZCA whitening."""
+        return self.use_bn and self.bn_whiten_group > 0
 
     @property
     def needs_rng(self) -> bool:
@@ -102,6 +113,9 @@ def fields() -> ml_collections.ConfigDict:
     f.bn_position = "before"
     # With BN: the spread it divides by, "l2" (the std: BN), "l1" or "linf" (lp normalization).
     f.bn_norm_p = "l2"
+    # With BN: 0 standardizes each unit (BN); g > 0 ZCA-whitens groups of g units instead
+    # (decorrelated BN); g >= the width whitens the whole layer.
+    f.bn_whiten_group = 0
     return f
 
 
@@ -117,6 +131,13 @@ def validate(model: dict) -> None:
     models.check_tracked_units(model.get("tracked_units") or (), widths[-1])
     models.check_choice(model.get("bn_position", "before"), "model.bn_position", BN_POSITIONS)
     models.check_choice(model.get("bn_norm_p", "l2"), "model.bn_norm_p", batchnorm.NORM_PS)
+    group = model.get("bn_whiten_group", 0)
+    models.check(isinstance(group, int) and not isinstance(group, bool) and group >= 0
+                 and (group == 0 or all(group >= w or w % group == 0 for w in widths)),
+                 "model.bn_whiten_group", group, "must be 0 (BN) or a group size >= 1 that "
+                 "divides every width in model.widths (or is at least the width: whole layer)")
+    models.check(group == 0 or model.get("bn_norm_p", "l2") == "l2", "model.bn_norm_p",
+                 model.get("bn_norm_p"), "must be 'l2' with model.bn_whiten_group > 0")
     scale = model.get("hidden_scale", 1.0)
     models.check(isinstance(scale, (int, float)) and not isinstance(scale, bool)
                  and math.isfinite(scale) and scale > 0, "model.hidden_scale", scale,
@@ -135,6 +156,7 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
         hidden_scale=float(model.get("hidden_scale", 1.0)),
         bn_position=str(model.get("bn_position", "before")),
         bn_norm_p=str(model.get("bn_norm_p", "l2")),
+        bn_whiten_group=int(model.get("bn_whiten_group", 0)),
         **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
 
 
@@ -160,7 +182,8 @@ def init(key: jax.Array, cfg: MLPConfig, numbers: dict | None = None) -> tuple[d
         if i == len(sizes) - 2:
             params["output"] = {"w": w, "b": jnp.zeros(fan_out)}
         elif cfg.use_bn:
-            bn_params, bn_state = batchnorm.init(fan_out)
+            bn_params, bn_state = (whitening.init(fan_out, cfg.bn_whiten_group) if cfg.whitens
+                                   else batchnorm.init(fan_out))
             if cfg.bn_affine:
                 layer["bn"] = bn_params
             if cfg.bn_position == "after":  # W u + b feeds the nonlinearity, BN follows it
@@ -171,6 +194,19 @@ def init(key: jax.Array, cfg: MLPConfig, numbers: dict | None = None) -> tuple[d
             layer["b"] = jnp.zeros(fan_out)
             params["hidden"].append(layer)
     return params, state
+
+
+def _normalize(cfg: MLPConfig, params: dict, state: dict, z: jax.Array, *, train: bool,
+               noisy: bool, rng) -> tuple[jax.Array, dict]:
+    """BN (or, with `cfg.bn_whiten_group`, group whitening) of one layer's (batch, width) `z`."""
+    common = dict(train=train, momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                  stop_gradient_stats=cfg.bn_stop_gradient, axis_name=cfg.bn_axis_name,
+                  use_scale=cfg.bn_affine, use_bias=cfg.bn_affine)
+    if cfg.whitens:
+        y, s = whitening.apply(params, state, z, **common)
+        return (batchnorm.noisy_bn_hook(y, rng) if noisy else y), s
+    return batchnorm.apply(params, state, z, output_hook=batchnorm.noisy_bn_hook if noisy else None,
+                           rng=rng, norm_p=cfg.bn_norm_p, **common)
 
 
 def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: bool,
@@ -196,24 +232,14 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
             z = z + layer["b"]
             preacts.append(z)
             bn_inputs.append(act(z))
-            h, s = batchnorm.apply(
-                layer.get("bn", {}), state["bn"][i], bn_inputs[-1], train=train,
-                momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
-                stop_gradient_stats=cfg.bn_stop_gradient, axis_name=cfg.bn_axis_name,
-                use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
-                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i],
-                norm_p=cfg.bn_norm_p)
+            h, s = _normalize(cfg, layer.get("bn", {}), state["bn"][i], bn_inputs[-1],
+                              train=train, noisy=noisy, rng=rngs[i])
             new_bn_state.append(s)
             continue
         if cfg.use_bn:
             bn_inputs.append(z)
-            z, s = batchnorm.apply(
-                layer.get("bn", {}), state["bn"][i], z, train=train, momentum=cfg.bn_momentum,
-                epsilon=cfg.bn_epsilon, stop_gradient_stats=cfg.bn_stop_gradient,
-                axis_name=cfg.bn_axis_name,
-                use_scale=cfg.bn_affine, use_bias=cfg.bn_affine,
-                output_hook=batchnorm.noisy_bn_hook if noisy else None, rng=rngs[i],
-                norm_p=cfg.bn_norm_p)
+            z, s = _normalize(cfg, layer.get("bn", {}), state["bn"][i], z, train=train,
+                              noisy=noisy, rng=rngs[i])
             new_bn_state.append(s)
         else:
             z = z + layer["b"]
