@@ -44,8 +44,9 @@ CLAIMS: tuple[Claim, ...] = (
                         "bn_minibatch_gradient_error_inverse_sqrt_batch")),
     Claim("bn_noise_regularizes",
           "An example's BN output depends on its mini-batch; that noise regularizes",
-          "IS Sec. 3.4", ("noise_shrinks_with_batch", "bn_narrows_generalization_gap",
-                          "smaller_statistics_batches_generalize_better")),
+          "IS Sec. 3.4, 4.2.1", ("noise_shrinks_with_batch", "bn_narrows_generalization_gap",
+                                 "smaller_statistics_batches_generalize_better",
+                                 "bn_makes_dropout_unnecessary")),
     Claim("gradient_scale_independence",
           "BN makes the gradients independent of the parameters' scale: BN(Wu) = BN((aW)u), and "
           "the gradient with respect to aW is 1/a times that with respect to W",

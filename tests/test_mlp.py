@@ -119,7 +119,7 @@ def test_bad_config_names_the_field():
 
 def test_family_fields_and_static_config():
     assert mlp.FAMILY.name == "mlp" and mlp.FAMILY.field_names() == (
-        "bn_norm_p", "bn_position", "bn_whiten_group", "hidden_scale", "widths")
+        "bn_norm_p", "bn_position", "bn_whiten_group", "dropout", "hidden_scale", "widths")
     section = ml_collections.ConfigDict({"name": "mlp", "widths": (7, 5), "activation": "relu",
                                          "norm": "batchnorm", "init": "he", "init_std": 0.5,
                                          "tracked_units": (0,), "bn_momentum": 0.9,
@@ -159,7 +159,8 @@ def test_hidden_scale_multiplies_the_hidden_weights_only_and_bn_output_is_unchan
 @pytest.mark.parametrize("field,value", [
     ("widths", []), ("widths", [3, 0]), ("widths", "abc"), ("activation", "swish"),
     ("norm", "layernorm"), ("init", "xavier"), ("tracked_units", [0, 5]), ("tracked_units", []),
-    ("bn_affine", "no"), ("bn_stop_gradient", 1), ("bn_noise", None),
+    ("bn_affine", "no"), ("bn_stop_gradient", 1), ("bn_noise", None), ("dropout", 1.0),
+    ("dropout", -0.1),
 ])
 def test_validate_names_the_field(field, value):
     section = {"widths": [5, 5], "activation": "relu", "norm": "none", "init": "gaussian",
@@ -200,3 +201,27 @@ def test_bn_after_the_nonlinearity_normalizes_the_layer_output():
     np.testing.assert_allclose(np.asarray(u).mean(0), 0.0, atol=1e-3)
     with pytest.raises(ValueError, match="model.bn_position"):
         mlp.MLPConfig(bn_position="middle")
+
+
+def test_dropout_drops_hidden_outputs_in_training_only():
+    cfg = mlp.MLPConfig(widths=(64, 64), norm="batchnorm", dropout=0.25)
+    assert cfg.needs_rng and not mlp.MLPConfig().needs_rng
+    params, state = mlp.init(jax.random.key(0), cfg)
+    x = _x()[:32]
+    # The output layer sees the last hidden layer's dropped-out, rescaled activations.
+    params["output"]["w"] = jnp.eye(64, 10)
+    params["output"]["b"] = jnp.zeros(10)
+    plain = mlp.MLPConfig(widths=(64, 64), norm="batchnorm")
+    base, _, _ = mlp.apply(params, state, x, cfg=plain, train=True)
+    dropped, _, _ = mlp.apply(params, state, x, cfg=cfg, train=True, rng=jax.random.key(3))
+    zero = np.asarray(dropped) == 0
+    assert 0.15 < zero.mean() < 0.35                    # about a quarter of the units dropped
+    kept = ~zero
+    # Inverted dropout: the kept units are scaled by 1 / (1 - rate); the first layer's dropout
+    # changes the second layer's input, so compare only the scale's direction of effect.
+    assert np.asarray(dropped)[kept].mean() > np.asarray(base)[kept].mean()
+    # No rng (probes, Algorithm 2) or evaluation: no dropout, the plain network's output.
+    for kw in ({"train": True}, {"train": False, "rng": jax.random.key(3)}):
+        out, _, _ = mlp.apply(params, state, x, cfg=cfg, **kw)
+        ref, _, _ = mlp.apply(params, state, x, cfg=plain, **kw)
+        np.testing.assert_array_equal(out, ref)

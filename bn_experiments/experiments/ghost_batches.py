@@ -89,12 +89,18 @@ def batch_noise(apply_fn, x: jax.Array, m: int, key: jax.Array) -> jax.Array:
     return noise / signal
 
 
+def train_set_fit(inp: ProbeInputs) -> dict:
+    """Inference-mode (running statistics, no dropout) loss and accuracy on the probe's training
+    examples: with the test set's, the generalization gap (`gap`)."""
+    logits = inp.apply(inp.params, inp.state, inp.x, train=False)[0]
+    return {"train_set_loss": jnp.mean(
+                optax.softmax_cross_entropy_with_integer_labels(logits, inp.y)),
+            "train_set_accuracy": jnp.mean(jnp.argmax(logits, -1) == inp.y)}
+
+
 def measure(inp: ProbeInputs) -> dict:
     """Inference-mode training-set loss and accuracy; the output noise at every size in SIZES."""
-    logits = inp.apply(inp.params, inp.state, inp.x, train=False)[0]
-    out = {"train_set_loss": jnp.mean(
-               optax.softmax_cross_entropy_with_integer_labels(logits, inp.y)),
-           "train_set_accuracy": jnp.mean(jnp.argmax(logits, -1) == inp.y)}
+    out = train_set_fit(inp)
     family = models.get("mlp")
     pool = inp.x[:POOL]
 

@@ -64,6 +64,9 @@ class MLPConfig:
     # 0: BN standardizes each unit on its own. g > 0: ZCA-whitens groups of g units instead
     # (decorrelated BN, `bn_experiments.whitening`); g >= the width whitens the whole layer.
     bn_whiten_group: int = 0
+    # Inverted dropout on every hidden layer's output in training (0: none), a regularizer BN is
+    # said to make unnecessary (IS Sec. 3.4, 4.2.1).
+    dropout: float = 0.0
     # Set by bn_experiments.data_parallel (not a config field): the mapped axis over which BN
     # averages its batch moments, i.e. statistics synchronized across devices.
     bn_axis_name: str | None = None
@@ -81,6 +84,8 @@ class MLPConfig:
                              f"{list(BN_POSITIONS)}")
         if not self.widths or any(w <= 0 for w in self.widths):
             raise ValueError(f"model.widths={self.widths!r} must be a non-empty tuple of positive ints")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"model.dropout={self.dropout!r} must be in [0, 1) (0 = no dropout)")
         if self.bn_whiten_group:
             for w in self.widths:
                 whitening.groups(w, self.bn_whiten_group)
@@ -96,8 +101,8 @@ class MLPConfig:
 
     @property
     def needs_rng(self) -> bool:
-        """Training-mode `apply` wants a fresh `rng` every step (noisy BN)."""
-        return self.bn_noise
+        """Training-mode `apply` wants a fresh `rng` every step (noisy BN, dropout)."""
+        return self.bn_noise or self.dropout > 0
 
 
 def fields() -> ml_collections.ConfigDict:
@@ -116,6 +121,8 @@ def fields() -> ml_collections.ConfigDict:
     # With BN: 0 standardizes each unit (BN); g > 0 ZCA-whitens groups of g units instead
     # (decorrelated BN); g >= the width whitens the whole layer.
     f.bn_whiten_group = 0
+    # Dropout rate on every hidden layer's output in training (0: none).
+    f.dropout = 0.0
     return f
 
 
@@ -138,6 +145,9 @@ def validate(model: dict) -> None:
                  "divides every width in model.widths (or is at least the width: whole layer)")
     models.check(group == 0 or model.get("bn_norm_p", "l2") == "l2", "model.bn_norm_p",
                  model.get("bn_norm_p"), "must be 'l2' with model.bn_whiten_group > 0")
+    rate = model.get("dropout", 0.0)
+    models.check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1,
+                 "model.dropout", rate, "must be in [0, 1) (0 = no dropout)")
     scale = model.get("hidden_scale", 1.0)
     models.check(isinstance(scale, (int, float)) and not isinstance(scale, bool)
                  and math.isfinite(scale) and scale > 0, "model.hidden_scale", scale,
@@ -157,7 +167,17 @@ def make_config(model: ml_collections.ConfigDict, input_shape: tuple) -> MLPConf
         bn_position=str(model.get("bn_position", "before")),
         bn_norm_p=str(model.get("bn_norm_p", "l2")),
         bn_whiten_group=int(model.get("bn_whiten_group", 0)),
+        dropout=float(model.get("dropout", 0.0)),
         **{field: bool(model.get(field, default)) for field, default in BN_SWITCHES.items()})
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+    """Inverted dropout, as `flax.linen.Dropout`: keep with probability 1 - rate, scale up."""
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jax.lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+_DROPOUT_SALT = 0x0D0  # dropout's keys are folded from the step's key, apart from BN noise's
 
 
 def _weight_std(kind: str, fan_in: int, fan_out: int):
@@ -216,8 +236,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
     `intermediates["preacts"]`: each hidden layer's input to the nonlinearity, shape (batch, width).
     `intermediates["bn_inputs"]`: each BN layer's input: W u, or g(W u + b) with
     `bn_position="after"` (empty without BN).
-    `rng` drives `cfg.bn_noise` in training (a fresh key per step); the noise of Santurkar et al.
-    is a training-time perturbation, so evaluation runs without it, and `rng=None` turns it off
+    `rng` drives `cfg.bn_noise` and `cfg.dropout` in training (a fresh key per step); both are
+    training-time perturbations, so evaluation runs without them, and `rng=None` turns them off
     (population statistics, probes). Without BN the same noise goes to the same place, on W u + b
     before the nonlinearity: the control arm "standard + noise" of their Sec. 2.1.
     """
@@ -226,6 +246,9 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
     preacts, bn_inputs, new_bn_state = [], [], []
     noisy = cfg.bn_noise and train and rng is not None
     rngs = jax.random.split(rng, len(params["hidden"])) if noisy else [None] * len(params["hidden"])
+    drop = cfg.dropout > 0 and train and rng is not None
+    drop_rngs = (jax.random.split(jax.random.fold_in(rng, _DROPOUT_SALT), len(params["hidden"]))
+                 if drop else [None] * len(params["hidden"]))
     for i, layer in enumerate(params["hidden"]):
         z = h @ layer["w"]
         if cfg.use_bn and cfg.bn_position == "after":
@@ -235,6 +258,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
             h, s = _normalize(cfg, layer.get("bn", {}), state["bn"][i], bn_inputs[-1],
                               train=train, noisy=noisy, rng=rngs[i])
             new_bn_state.append(s)
+            if drop:
+                h = dropout(h, cfg.dropout, drop_rngs[i])
             continue
         if cfg.use_bn:
             bn_inputs.append(z)
@@ -247,6 +272,8 @@ def apply(params: dict, state: dict, x: jax.Array, *, cfg: MLPConfig, train: boo
                 z = batchnorm.noisy_bn_hook(z, rngs[i])
         preacts.append(z)
         h = act(z)
+        if drop:
+            h = dropout(h, cfg.dropout, drop_rngs[i])
     logits = h @ params["output"]["w"] + params["output"]["b"]
     return logits, {"bn": new_bn_state}, {"preacts": preacts, "bn_inputs": bn_inputs}
 

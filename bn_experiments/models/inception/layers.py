@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bn_experiments import batchnorm
-from bn_experiments.models.mlp import ACTIVATIONS, _weight_std
+from bn_experiments.models.mlp import ACTIVATIONS, _weight_std, dropout
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -202,12 +202,6 @@ def pool(x: jax.Array, op: Pool) -> jax.Array:
     count = lax.reduce_window(jnp.ones((1, *x.shape[1:3], 1), x.dtype), 0.0, lax.add, dims,
                               strides, "SAME")
     return total / count
-
-
-def dropout(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
-    """Inverted dropout, as `flax.linen.Dropout`: keep with probability 1 - rate, scale up."""
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-    return lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
 def apply(params: dict, state: dict, x: jax.Array, plan: tuple, *, activation: str,
