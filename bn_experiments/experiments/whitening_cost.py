@@ -145,6 +145,16 @@ def _steps(arm: dict) -> str:
             if reached else f"not reached in {len(vals)} seeds")
 
 
+def late_train_loss(run: dict) -> float | None:
+    """Mean training loss (training mode, batch statistics) over the last 10% of the steps."""
+    steps, values = runs_lib.curve(run, "train_loss")
+    if not steps:
+        return None
+    start = 0.9 * steps[-1]
+    vals = [v for s, v in zip(steps, values) if s >= start and runs_lib.finite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
 def _cost_claim(a: dict) -> dict | None:
     if "bn" not in a or "full" not in a:
         return None
@@ -205,7 +215,10 @@ def claims(runs: list[dict]) -> list[dict]:
             "Whitening a layer from mini-batches smaller than its width fails (singular "
             "covariances); per-unit statistics do not need large batches", "IS Sec. 3",
             f"final test accuracy (a run that diverged counts as chance, 0.1): {arms_text}; "
-            f"paired BN - full whitening {stats.fmt(iv)}",
+            f"paired BN - full whitening {stats.fmt(iv)}. Training loss over the last 10% of "
+            f"the steps (training mode, the batch's own statistics): " + ", ".join(
+                f"{LABELS[arm]} {stats.mean_std([late_train_loss(r) for r in a[arm].values()], 3)}"
+                for arm in ARMS if arm in a),
             "Sec. 3: per-unit variances make mini-batches usable; joint covariances from a "
             "mini-batch smaller than the number of units would be singular and need "
             "regularization", stats.verdict(iv), FIGURE,
