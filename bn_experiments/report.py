@@ -192,7 +192,9 @@ def render(results_dir: str | pathlib.Path) -> str:
               f"{len(tested)} claims tested by {len(entries)} experiment"
               f"{'s' if len(entries) != 1 else ''}: "
               + ", ".join(f"**{counts[v]}** {v}" for v in stats.VERDICTS)
-              + f". {len(untested)} claims not yet tested (listed at the end).", "",
+              + (f". {len(untested)} claims not yet tested (listed at the end)." if untested
+                 else ". Every claim of the catalog (`bn_experiments/catalog.py`) is tested."),
+              "",
               COMBINE_RULE, "",
               "| # | claim | source | verdict | evidence |", "|---|---|---|---|---|"]
     for i, ((claim, rows), verdict) in enumerate(zip(tested, verdicts), 1):

@@ -91,6 +91,15 @@ def test_ledger_is_grouped_by_claim_in_catalog_order(tmp_path):
     assert text.index("claim fig1_seeds.something_new") > text.index(statements["higher_accuracy"])
     # Untested catalog claims are listed, not counted.
     assert "## Not yet tested" in text and statements["wu_more_gaussian"] in text
+    assert "claims not yet tested (listed at the end)." in text
+
+
+def test_a_catalog_fully_tested_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog, "CLAIMS", tuple(c for c in catalog.CLAIMS
+                                                 if c.key == "trains_faster"))
+    text = report.render(make_results(tmp_path))
+    assert "Every claim of the catalog (`bn_experiments/catalog.py`) is tested." in text
+    assert "not yet tested" not in text and "## Not yet tested" not in text
 
 
 def test_combine_rule():
