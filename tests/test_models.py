@@ -112,7 +112,8 @@ def test_registry_lists_the_mlp_and_builds_the_default_model_section():
     assert set(models.COMMON_FIELDS) == {"name", "activation", "norm", "init", "init_std",
                                          "tracked_units", "bn_momentum", "bn_epsilon",
                                          "bn_stop_gradient", "bn_affine", "bn_noise"}
-    assert set(section.keys()) == set(models.COMMON_FIELDS) | {"widths", "hidden_scale", "bn_position", "bn_norm_p"}
+    assert set(section.keys()) == set(models.COMMON_FIELDS) | {
+        "widths", "hidden_scale", "bn_position", "bn_norm_p", "bn_whiten_group", "dropout"}
 
 
 def test_unknown_model_name_names_the_field_and_the_known_ones():
