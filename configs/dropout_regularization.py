@@ -8,7 +8,7 @@ plain SGD at lr 0.5 (the protocol of `internal_covariate_shift`), N(0, 0.1^2) in
 
 30,000 steps (30 epochs of MNIST's 60,000 training images, long enough to fit the training set),
 evaluated at steps 100, 200, 500 and then every 1,000 on the official MNIST's test set
-(`--config.data.source=mnist`; nothing is selected). About 15 minutes on a 2-core CPU. `quick`:
+(`--config.data.source=mnist`; nothing is selected). About 5 minutes on a 2-core CPU. `quick`:
 a seconds-long smoke run.
 """
 from bn_experiments.configs import default

@@ -8,7 +8,7 @@ noisy. The probe evaluates each network on the test set with mini-batch statisti
 moving averages and with Algorithm 2's population statistics (from 6,000 training images).
 
 5,000 steps with evaluations at steps 10, 20, 50, 100, 200, 300, 400, then every 500, on the
-official MNIST's test set (`--config.data.source=mnist`; nothing is selected). About 10 minutes
+official MNIST's test set (`--config.data.source=mnist`; nothing is selected). About 2 minutes
 on a 2-core CPU. `quick`: a seconds-long smoke run.
 """
 from bn_experiments.configs import default

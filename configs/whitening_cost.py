@@ -10,7 +10,7 @@ the operations of a training step of each arm's network at widths 100-1600.
 
 5,000 steps with the early phase resolved by evaluations at steps 10, 20, 50, 100, 200, 300, 400,
 then every 500, on the official MNIST's test set (`--config.data.source=mnist`; nothing is
-selected): the protocol of `internal_covariate_shift` and `lp_normalization`. About 15 minutes
+selected): the protocol of `internal_covariate_shift` and `lp_normalization`. About 6 minutes
 on a 2-core CPU. `quick`: a seconds-long smoke run.
 """
 from bn_experiments.configs import default
