@@ -5,7 +5,9 @@ Arms (named runs, 5 paired seeds each: a seed gives every arm the same initial W
 order), on Figure 1's 3 x 100 sigmoid MLP (batch 60, plain SGD at lr 0.5, N(0, 0.1^2) init):
 BN; group whitening (`model.bn_whiten_group=20`: each layer's 100 units in five groups of 20,
 each ZCA-whitened from the batch, as decorrelated BN does with groups smaller than the batch);
-full whitening (`model.bn_whiten_group=100`: the whole layer from 60 examples). The probe records
+full whitening (`model.bn_whiten_group=100`: the whole layer from 60 examples); and the control,
+full whitening from batches of 200 (wider than the layer: covariances of full rank; everything
+else equal, the same lr). The probe records
 the operations of a training step of each arm's network at widths 100-1600.
 
 5,000 steps with the early phase resolved by evaluations at steps 10, 20, 50, 100, 200, 300, 400,
@@ -17,7 +19,8 @@ from bn_experiments.configs import default
 
 SEEDS = (0, 1, 2, 3, 4)
 ARMS = {"bn": "model.bn_whiten_group=0", "group": "model.bn_whiten_group=20",
-        "full": "model.bn_whiten_group=100"}
+        "full": "model.bn_whiten_group=100",
+        "full_batch200": "model.bn_whiten_group=100, batch_size=200"}
 
 
 def get_config(arg: str | None = None):

@@ -13,7 +13,7 @@ from bn_experiments.configs import whitening_cost as wc_config
 from bn_experiments.experiments import whitening_cost as wc
 from bn_experiments.models import mlp
 
-GROUPS = {"bn": 0, "group": 20, "full": 100}
+GROUPS = {"bn": 0, "group": 20, "full": 100, "full_large_batch": 100}
 
 
 def _run(arm, seed, acc, costs, diverged=None):
@@ -25,7 +25,8 @@ def _run(arm, seed, acc, costs, diverged=None):
             "final": {"test_accuracy": None if diverged else acc,
                       "steps_to_target": 500 if acc and acc > 0.95 else None},
             "config": {"model.norm": "batchnorm", "model.bn_whiten_group": GROUPS[arm],
-                       "model.widths": [100, 100, 100], "seed": seed, "batch_size": 60,
+                       "model.widths": [100, 100, 100], "seed": seed,
+                       "batch_size": 200 if arm == "full_large_batch" else 60,
                        "steps": 1000, "eval_every": 500, "learning_rate": 0.5,
                        "data.source": "synthetic"},
             "curves": curves}
@@ -39,7 +40,8 @@ def _runs(full_costs=(800, 6000, 50000, 400000, 3e6), group_acc=0.97, full_acc=0
         runs += [_run("bn", s, 0.966 + 0.001 * s, bn_costs),
                  _run("group", s, group_acc + 0.0013 * s, group_costs),
                  _run("full", s, full_acc + 0.02 * s, full_costs,
-                      diverged=50 if s == 0 else None)]
+                      diverged=50 if s == 0 else None),
+                 _run("full_large_batch", s, 0.95 + 0.001 * s, [10 * c for c in full_costs])]
     return runs
 
 
@@ -49,6 +51,11 @@ def test_claims_on_known_answers():
     assert rows["full_whitening_is_expensive"]["evidence"]["effect"] == pytest.approx(800 / 27,
                                                                                       rel=1e-5)
     assert rows["joint_covariance_needs_large_batches"]["verdict"] == "reproduced"
+    assert "Control, the same whitening from batches of 200" in rows[
+        "joint_covariance_needs_large_batches"]["measured"]
+    # The control's cost (per batch of 200) is not the full-whitening cost of the claim.
+    assert "full whitening (whole layer) 800, 6,000" in rows["full_whitening_is_expensive"][
+        "measured"]
     assert rows["standardization_trains_as_well_as_whitening"]["verdict"] == "reproduced"
     # A ratio falling with width is only partly "increasingly expensive"; equal cost is not.
     assert by_id(wc.claims(_runs(full_costs=(800, 900, 1000, 1100, 2200))))[
@@ -84,9 +91,10 @@ def test_figure(tmp_path):
     check_pngs(paths, tmp_path, [wc.FIGURE])
 
 
-def test_config_has_three_arms_paired_by_seed():
+def test_config_has_four_arms_paired_by_seed():
     runs = config_lib.runs(wc_config.get_config())
-    assert len(runs) == 3 * 5
-    assert {r.static.model.bn_whiten_group for r in runs} == {0, 20, 100}
+    assert len(runs) == 4 * 5
+    assert {(r.static.model.bn_whiten_group, r.flat["batch_size"]) for r in runs} == {
+        (0, 60), (20, 60), (100, 60), (100, 200)}
     assert {r.flat["seed"] for r in runs} == set(range(5))
     assert all(r.flat["population_batches"] == 0 for r in runs)

@@ -11,7 +11,8 @@ groups of units smaller than the batch and reports faster training than BN.
 Arms, on Figure 1's 3 x 100 sigmoid MLP (batch 60, lr 0.5, 5 paired seeds): BN, group whitening
 (`model.bn_whiten_group=20`: five groups of 20 units per layer, each ZCA-whitened from the batch,
 `bn_experiments.whitening`), and full whitening (`model.bn_whiten_group=100`: the whole layer
-from 60 examples, a covariance of rank at most 59).
+from 60 examples, a covariance of rank at most 59); and, as the control of claim 2, full
+whitening from batches of 200 (wider than the layer).
 
 The probe measures the cost of a training step (forward and backward on one batch of the
 config's size, the update left out) for the run's normalization at each width in `WIDTHS` (every
@@ -47,11 +48,12 @@ from bn_experiments.experiments import Experiment, register
 from bn_experiments.probe import Probe, ProbeInputs
 
 WIDTHS = (100, 200, 400, 800, 1600)
-ARMS = ("bn", "group", "full")
+ARMS = ("bn", "group", "full", "full_large_batch")
 LABELS = {"bn": "BN (each unit standardized)", "group": "group whitening (groups of 20)",
-          "full": "full whitening (whole layer)"}
+          "full": "full whitening (whole layer)",
+          "full_large_batch": "full whitening, batches wider than the layer"}
 COLORS = {"bn": plotting.NORM_COLORS["batchnorm"], "group": plotting.OTHER_COLORS[0],
-          "full": plotting.OTHER_COLORS[3]}
+          "full": plotting.OTHER_COLORS[3], "full_large_batch": plotting.OTHER_COLORS[1]}
 EXPENSIVE = 2.0   # "expensive": a training step at least twice BN's
 MARGIN = 0.01     # "as well": at most one point of test accuracy below group whitening
 FIGURE = "whitening_cost.png"
@@ -105,7 +107,10 @@ def arm_of(run: dict) -> str | None:
     group = c.get("model.bn_whiten_group", 0) or 0
     if group == 0:
         return "bn"
-    return "full" if group >= max(c.get("model.widths") or [0]) else "group"
+    width = max(c.get("model.widths") or [0])
+    if group < width:
+        return "group"
+    return "full_large_batch" if (c.get("batch_size") or 0) > width else "full"
 
 
 def by_arm(runs: list[dict]) -> dict[str, dict[int, dict]]:
@@ -158,7 +163,8 @@ def late_train_loss(run: dict) -> float | None:
 def _cost_claim(a: dict) -> dict | None:
     if "bn" not in a or "full" not in a:
         return None
-    table = {arm: [_arm_cost(a[arm], w) for w in WIDTHS] for arm in ARMS if arm in a}
+    table = {arm: [_arm_cost(a[arm], w) for w in WIDTHS] for arm in ("bn", "group", "full")
+             if arm in a}
     if any(v is None for v in table["bn"] + table["full"]):
         return None
     ratios = [f / b for f, b in zip(table["full"], table["bn"])]
@@ -210,6 +216,13 @@ def claims(runs: list[dict]) -> list[dict]:
                           for arm in ARMS if arm in a)
     if "full" in a:
         iv = stats.paired(acc["bn"], acc["full"])
+        control = ""
+        if "full_large_batch" in a:
+            big = a["full_large_batch"][min(a["full_large_batch"])]["config"].get("batch_size")
+            control = (f". Control, the same whitening from batches of {big} (wider than the "
+                       f"layer, so the covariances are not singular): final test accuracy minus "
+                       f"that at batch 60 "
+                       f"{stats.fmt(stats.paired(acc['full_large_batch'], acc['full']))}")
         rows.append(runs_lib.row(
             "whitening_cost.joint_covariance_needs_large_batches",
             "Whitening a layer from mini-batches smaller than its width fails (singular "
@@ -218,7 +231,7 @@ def claims(runs: list[dict]) -> list[dict]:
             f"paired BN - full whitening {stats.fmt(iv)}. Training loss over the last 10% of "
             f"the steps (training mode, the batch's own statistics): " + ", ".join(
                 f"{LABELS[arm]} {stats.mean_std([late_train_loss(r) for r in a[arm].values()], 3)}"
-                for arm in ARMS if arm in a),
+                for arm in ARMS if arm in a) + control,
             "Sec. 3: per-unit variances make mini-batches usable; joint covariances from a "
             "mini-batch smaller than the number of units would be singular and need "
             "regularization", stats.verdict(iv), FIGURE,
@@ -254,7 +267,7 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
     for arm in shown:
         vals = [_arm_cost(a[arm], w) for w in WIDTHS]
         pts = [(w, v) for w, v in zip(WIDTHS, vals) if v is not None]
-        if pts:
+        if pts and arm != "full_large_batch":  # costs are per batch of the config's 60
             ax_cost.plot(*zip(*pts), color=COLORS[arm], marker="o")
         mc = plotting.mean_curve(list(a[arm].values()), "test_accuracy")
         if mc is not None:
