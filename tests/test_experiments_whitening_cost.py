@@ -54,7 +54,7 @@ def test_claims_on_known_answers():
     assert "Control, the same whitening from batches of 200" in rows[
         "joint_covariance_needs_large_batches"]["measured"]
     # The control's cost (per batch of 200) is not the full-whitening cost of the claim.
-    assert "full whitening (whole layer) 800, 6,000" in rows["full_whitening_is_expensive"][
+    assert "full whitening (whole layer), batch 60 800, 6,000" in rows["full_whitening_is_expensive"][
         "measured"]
     assert rows["standardization_trains_as_well_as_whitening"]["verdict"] == "reproduced"
     # A ratio falling with width is only partly "increasingly expensive"; equal cost is not.

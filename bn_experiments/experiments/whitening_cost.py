@@ -50,10 +50,10 @@ from bn_experiments.probe import Probe, ProbeInputs
 WIDTHS = (100, 200, 400, 800, 1600)
 ARMS = ("bn", "group", "full", "full_large_batch")
 LABELS = {"bn": "BN (each unit standardized)", "group": "group whitening (groups of 20)",
-          "full": "full whitening (whole layer)",
-          "full_large_batch": "full whitening, batches wider than the layer"}
+          "full": "full whitening (whole layer), batch 60",
+          "full_large_batch": "full whitening, batch 200 (wider than the layer)"}
 COLORS = {"bn": plotting.NORM_COLORS["batchnorm"], "group": plotting.OTHER_COLORS[0],
-          "full": plotting.OTHER_COLORS[3], "full_large_batch": plotting.OTHER_COLORS[1]}
+          "full": plotting.OTHER_COLORS[3], "full_large_batch": plotting.OTHER_COLORS[4]}
 EXPENSIVE = 2.0   # "expensive": a training step at least twice BN's
 MARGIN = 0.01     # "as well": at most one point of test accuracy below group whitening
 FIGURE = "whitening_cost.png"
