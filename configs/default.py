@@ -134,3 +134,20 @@ def paired_seeds(config: ml_collections.ConfigDict, arg: str | None, axes: tuple
         config.checkpoint_every = 0
         config.grid = (*(axes if quick_axes is None else quick_axes), ("seed", (0, 1)))
     return config
+
+
+def named_arms(config: ml_collections.ConfigDict, arg: str | None, arms: dict[str, str], *,
+               seeds: tuple = (0, 1, 2, 3, 4), quick_eval_steps: tuple = (10, 20, 30, 40)
+               ) -> ml_collections.ConfigDict:
+    """The shape of the named-run experiments: for every arm (name -> its overrides) and seed, a
+    run `<arm>_seed<s>: <overrides>, seed=<s>` (arms paired by seed), no checkpoints;
+    `arg == "quick"` shrinks it to a smoke run of two seeds evaluated at `quick_eval_steps`."""
+    config.checkpoint_every = 0
+    if arg == "quick":
+        shrink(config)
+        config.checkpoint_every = 0
+        config.eval_steps = tuple(quick_eval_steps)
+        seeds = (0, 1)
+    config.runs = tuple(f"{arm}_seed{s}: {override}, seed={s}"
+                        for arm, override in arms.items() for s in seeds)
+    return config

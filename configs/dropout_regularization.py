@@ -27,14 +27,5 @@ def get_config(arg: str | None = None):
     config.eval_steps = (100, 200, 500)
     config.learning_rate = 0.5
     config.target_accuracy = 0.97
-    config.checkpoint_every = 0
     config.model.tracked_units = (0,)  # per-step percentiles of one unit: a smaller summary
-    seeds = SEEDS
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.eval_steps = (10, 20)
-        seeds = (0, 1)
-    config.runs = tuple(f"{arm}_seed{s}: {override}, seed={s}"
-                        for arm, override in ARMS.items() for s in seeds)
-    return config
+    return default.named_arms(config, arg, ARMS, seeds=SEEDS, quick_eval_steps=(10, 20))

@@ -35,17 +35,10 @@ def get_config(arg: str | None = None):
     config.batch_size = 512
     config.learning_rate = 1.0
     config.target_accuracy = 0.97
-    config.checkpoint_every = 0
     config.model.tracked_units = (0,)
-    seeds = SEEDS
+    arms = {"no_bn": "model.norm=none"}
+    arms.update({f"bn_m{512 // g}": f"model.norm=batchnorm, data_parallel.ghost_batches={g}"
+                 for g in GHOSTS})
     if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.eval_steps = ()
         config.target_accuracy = 0.5
-        seeds = (0, 1)
-    runs = [f"no_bn_seed{s}: model.norm=none, seed={s}" for s in seeds]
-    runs += [f"bn_m{512 // g}_seed{s}: model.norm=batchnorm, data_parallel.ghost_batches={g}, "
-             f"seed={s}" for g in GHOSTS for s in seeds]
-    config.runs = tuple(runs)
-    return config
+    return default.named_arms(config, arg, arms, seeds=SEEDS, quick_eval_steps=())

@@ -24,16 +24,7 @@ def get_config(arg: str | None = None):
     config.eval_steps = (10, 20, 50, 100, 200, 300, 400)
     config.learning_rate = 0.5
     config.target_accuracy = 0.95
-    config.checkpoint_every = 0
     config.model.tracked_units = (0,)
-    seeds = SEEDS
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.eval_steps = (10, 20, 30, 40)
-        seeds = (0, 1)
-    runs = [f"none_seed{s}: model.norm=none, seed={s}" for s in seeds]
-    runs += [f"{p}_seed{s}: model.norm=batchnorm, model.bn_norm_p={p}, seed={s}"
-             for p in ("l2", "l1", "linf") for s in seeds]
-    config.runs = tuple(runs)
-    return config
+    arms = {"none": "model.norm=none"}
+    arms.update({p: f"model.norm=batchnorm, model.bn_norm_p={p}" for p in ("l2", "l1", "linf")})
+    return default.named_arms(config, arg, arms, seeds=SEEDS)

@@ -31,17 +31,7 @@ def get_config(arg: str | None = None):
     config.eval_steps = (10, 20, 50, 100, 200, 300, 400)
     config.learning_rate = 0.5
     config.target_accuracy = 0.95
-    config.checkpoint_every = 0
     config.population_batches = 0  # Algorithm 2 has no covariance counterpart
     config.model.norm = "batchnorm"
     config.model.tracked_units = (0,)  # per-step percentiles of one unit: a smaller summary
-    seeds = SEEDS
-    if arg == "quick":
-        default.shrink(config)
-        config.checkpoint_every = 0
-        config.population_batches = 0
-        config.eval_steps = (10, 20, 30, 40)
-        seeds = (0, 1)
-    config.runs = tuple(f"{arm}_seed{s}: {override}, seed={s}"
-                        for arm, override in ARMS.items() for s in seeds)
-    return config
+    return default.named_arms(config, arg, ARMS, seeds=SEEDS)

@@ -129,3 +129,17 @@ def test_lp_normalization_refuses_algorithm_2_in_one_line():
     with pytest.raises(config_lib.ConfigError, match="population_batches=4 is invalid: must be 0 "
                                                      "with model.bn_norm_p='l1'"):
         config_lib.check(cfg)
+
+
+def test_named_arms_pairs_every_arm_by_seed_and_quick_is_a_smoke_run():
+    arms = {"a": "model.norm=none", "b": "model.norm=batchnorm, learning_rate=0.2"}
+    cfg = default.named_arms(default.get_config(), None, arms, seeds=(3, 4))
+    assert cfg.runs == ("a_seed3: model.norm=none, seed=3", "a_seed4: model.norm=none, seed=4",
+                        "b_seed3: model.norm=batchnorm, learning_rate=0.2, seed=3",
+                        "b_seed4: model.norm=batchnorm, learning_rate=0.2, seed=4")
+    assert cfg.checkpoint_every == 0 and config_lib.SMOKE_KEY not in cfg
+    runs = config_lib.runs(cfg)
+    assert [(r.name, r.flat["seed"], r.flat["learning_rate"]) for r in runs][-1] == ("b_seed4", 4, 0.2)
+    quick = default.named_arms(default.get_config(), "quick", arms, quick_eval_steps=(5,))
+    assert quick.smoke is True and quick.checkpoint_every == 0 and quick.eval_steps == (5,)
+    assert [r.split(":")[0] for r in quick.runs] == ["a_seed0", "a_seed1", "b_seed0", "b_seed1"]
