@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from bn_experiments import data as data_lib
-from bn_experiments import models
+from bn_experiments import models, quantiles
 from bn_experiments.config import Numbers, Static
 from bn_experiments.probe import Probe, ProbeInputs
 
@@ -159,8 +159,8 @@ def tracked_percentiles(preacts: jax.Array, units: tuple[int, ...]) -> jax.Array
     if n > _RANK_MAX:
         return jnp.percentile(z, jnp.asarray(PERCENTILES), axis=0)
     # Positions and weights of linear interpolation, in float32 exactly as jnp.percentile gets them
-    # under jit (XLA turns its q / 100 into q * float32(1/100)); a test holds the two bit-equal.
-    q = np.asarray(PERCENTILES, np.float32) * (np.float32(1) / np.float32(100)) * np.float32(n - 1)
+    # under jit; a test holds the two bit-equal.
+    q = quantiles.percentile_levels(PERCENTILES) * np.float32(n - 1)
     low, high = np.floor(q), np.ceil(q)
     high_w = q - low
     low_w = np.float32(1) - high_w
@@ -353,8 +353,8 @@ def make_program(static: Static, data: data_lib.Dataset, probe: Probe | None = N
                 "per_layer": {"saturation": [jnp.mean(jnp.abs(z) > static.saturation_threshold)
                                              for z in preacts]},
                 "ics": {"mean": [z.mean(0) for z in preacts], "std": [z.std(0) for z in preacts],
-                        "quantiles": [jnp.quantile(_ics_rows(z), jnp.asarray(ICS_LEVELS),
-                                                   axis=0) for z in inter["preacts"]]}}
+                        "quantiles": [quantiles.columns(_ics_rows(z), ICS_LEVELS)
+                                      for z in inter["preacts"]]}}
 
     def bound_apply(params, state, x, train: bool, rng=None):
         return family.apply(params, state, x, cfg=cfg, train=train, rng=rng)
