@@ -390,6 +390,22 @@ def seed_band(ax, x, mean, std, color, log: bool = False, alpha: float = 0.16) -
                     alpha=alpha, linewidth=0, zorder=1)
 
 
+def mean_band(ax, runs: list[dict], metric: str, color, *, step_floor: float | None = None,
+              log: bool = False, **line) -> bool:
+    """Draws `metric`'s mean over `runs` (the seeds of one arm) as a line, `line` its plot
+    keywords, with the ± 1 std band around it; False (nothing drawn) when no run has the curve.
+    `step_floor`: steps drawn at no less than this (1: step 0 visible on a log axis)."""
+    mc = mean_curve(runs, metric)
+    if mc is None:
+        return False
+    steps, mean, std, _ = mc
+    if step_floor is not None:
+        steps = np.maximum(steps, step_floor)
+    ax.plot(steps, mean, color=color, **line)
+    seed_band(ax, steps, mean, std, color, log=log)
+    return True
+
+
 def seed_band_handle() -> Patch:
     """The legend entry for `seed_band` (the band itself has no label)."""
     return Patch(facecolor="0.6", alpha=0.35, label="± 1 std over seeds")

@@ -140,3 +140,18 @@ def test_accuracy_ylim_ignores_the_start_of_training():
     assert plotting.accuracy_ylim([(steps, values)]) == (0.7, 1.005)
     values[5:] = 0.5
     assert plotting.accuracy_ylim([(steps, values)])[0] == 0.45
+
+
+def test_mean_band_draws_the_mean_and_its_seed_band():
+    fig = plotting.new_figure(4.0, 3.0)
+    ax = fig.add_subplot()
+    runs = [_run(curve=([0, 10, 20], [0.2, 0.4, 0.6])), _run(curve=([0, 10, 20], [0.4, 0.6, 0.6]))]
+    assert plotting.mean_band(ax, runs, "test_accuracy", "C1", step_floor=1, marker="o")
+    (line,) = ax.get_lines()
+    assert line.get_xdata().tolist() == [1, 10, 20]  # step 0 drawn at the floor
+    assert np.allclose(line.get_ydata(), [0.3, 0.5, 0.6]) and line.get_marker() == "o"
+    (band,) = ax.collections  # ± 1 std where the seeds differ
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert math.isclose(ys.max(), 0.5 + math.sqrt(0.02), rel_tol=1e-9)
+    assert not plotting.mean_band(ax, runs, "no_such_metric", "C2")
+    assert len(ax.get_lines()) == 1

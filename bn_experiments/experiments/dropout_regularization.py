@@ -127,11 +127,8 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
     ax_acc, ax_gap, ax_final = fig.subplots(1, 3)
     shown = [k for k in ARMS if k in a]
     for i, k in enumerate(shown):
-        mc = plotting.mean_curve(list(a[k].values()), "test_accuracy")
-        if mc is not None:
-            steps, mean, std, _ = mc
-            ax_acc.plot(np.maximum(steps, 1), mean, color=COLORS[k], marker="o", markersize=3)
-            plotting.seed_band(ax_acc, np.maximum(steps, 1), mean, std, COLORS[k])
+        plotting.mean_band(ax_acc, list(a[k].values()), "test_accuracy", COLORS[k], step_floor=1,
+                           marker="o", markersize=3)
         gaps = []
         for r in a[k].values():
             s_test, v_test = runs_lib.curve(r, "test_loss")

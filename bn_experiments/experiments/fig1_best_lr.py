@@ -142,11 +142,8 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
         if picked is not None:
             lr = picked[0] if norm == runs_lib.NO_BN else picked[1]
             group = list((picked[2] if norm == runs_lib.NO_BN else picked[3]).values())
-            got = plotting.mean_curve(group, "test_accuracy")
-            if got is not None:
-                steps, mean_c, std_c, _ = got
-                ax_curve.plot(steps, mean_c, color=color, label=f"{label}, lr {lr:g}")
-                plotting.seed_band(ax_curve, steps, mean_c, std_c, color)
+            plotting.mean_band(ax_curve, group, "test_accuracy", color,
+                               label=f"{label}, lr {lr:g}")
     ax_lr.set_xscale("log")
     plotting.style_plain_axes(ax_lr, "learning rate", "late validation accuracy")
     ax_lr.legend(loc="lower left", fontsize=9)

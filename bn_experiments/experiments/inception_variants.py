@@ -323,12 +323,9 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
     handles = []
     for name in names:
         color = COLORS.get(name, "0.3")
-        curve = plotting.mean_curve(list(table[name].values()), "test_accuracy")
-        if curve is None:
+        if not plotting.mean_band(ax, list(table[name].values()), "test_accuracy", color,
+                                  linewidth=1.8, zorder=3):
             continue
-        steps, mean, std, _ = curve
-        ax.plot(steps, mean, color=color, linewidth=1.8, zorder=3)
-        plotting.seed_band(ax, steps, mean, std, color)
         handles.append(Line2D([], [], color=color, linewidth=2,
                               label=f"{name} ({len(table[name])} seeds)"))
     inc = [best(r) for r in table.get("Inception", {}).values() if best(r) is not None]

@@ -189,13 +189,8 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
         arm = runs_lib.select(runs, model__activation=act) if act is not None else runs
         for ax, (name, ylabel) in zip(row, PANELS):
             for norm in ("none", "batchnorm"):
-                mc = plotting.mean_curve(runs_lib.select(arm, model__norm=norm), f"probe_{name}")
-                if mc is None:
-                    continue
-                steps, mean, std, _ = mc
-                color = plotting.NORM_COLORS[norm]
-                ax.plot(steps, mean, color=color, linewidth=1.6, zorder=3)
-                plotting.seed_band(ax, steps, mean, std, color, log=True)
+                plotting.mean_band(ax, runs_lib.select(arm, model__norm=norm), f"probe_{name}",
+                                   plotting.NORM_COLORS[norm], log=True, linewidth=1.6, zorder=3)
             if boundary is not None:
                 ax.axvline(boundary, color="0.4", linestyle=":", linewidth=1)
             ax.set_yscale("log")

@@ -269,11 +269,8 @@ def figures(doc: dict, workdir: pathlib.Path) -> list[pathlib.Path]:
         pts = [(w, v) for w, v in zip(WIDTHS, vals) if v is not None]
         if pts and arm != "full_large_batch":  # costs are per batch of the config's 60
             ax_cost.plot(*zip(*pts), color=COLORS[arm], marker="o")
-        mc = plotting.mean_curve(list(a[arm].values()), "test_accuracy")
-        if mc is not None:
-            steps, mean, std, _ = mc
-            ax_acc.plot(np.maximum(steps, 1), mean, color=COLORS[arm], marker="o", markersize=3)
-            plotting.seed_band(ax_acc, np.maximum(steps, 1), mean, std, COLORS[arm])
+        plotting.mean_band(ax_acc, list(a[arm].values()), "test_accuracy", COLORS[arm],
+                           step_floor=1, marker="o", markersize=3)
     ax_cost.set_xscale("log")
     ax_cost.set_yscale("log")
     ax_cost.set_xticks(WIDTHS, [str(w) for w in WIDTHS])
