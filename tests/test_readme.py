@@ -37,9 +37,10 @@ def test_refers_to_nothing_outside_the_repository():
 
 
 def test_figure_1_times_are_the_measured_ones():
-    """131 s side by side (this version), 199 s one program at a time (before it)."""
+    """102 s side by side (this version), 131 s before its faster quantile sorts, 199 s one
+    program at a time (before that)."""
     times = re.findall(r"\b\d+(?:\.\d+)? ?s\b(?! CPU)", README)
-    assert times == ["131 s", "199 s"], times
+    assert times == ["102 s", "131 s", "199 s"], times
 
 
 def test_states_the_tested_version_range_of_pyproject():
