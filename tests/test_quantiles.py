@@ -134,5 +134,5 @@ def test_percentiles_of_a_bn_network_have_the_bits_of_jnp_percentile():
         a, b = np.asarray(ours(params, state)), np.asarray(ref(params, state))
         if JNP_IS_CURRENT:
             np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        else:  # older jnp.percentile weights differ by 1-2 ulp: within 1e-6 of the values' scale
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.max(np.abs(b)))
