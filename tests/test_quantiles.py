@@ -62,6 +62,15 @@ def _bits(tree):
     return jax.tree.map(lambda x: np.asarray(x).view(np.int32), jax.device_get(tree))
 
 
+def _assert_same_outputs(ours, ref):
+    """Two pytrees of outputs: the same bits on current jax, within 1e-6 on an older one."""
+    if JNP_IS_CURRENT:
+        jax.tree.map(np.testing.assert_array_equal, _bits(ours), _bits(ref))
+    else:
+        jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6),
+                     jax.device_get(ours), jax.device_get(ref))
+
+
 def _zero_heavy(rng, n, cols):
     """Rounded values: many exact zeros of both signs, so -0 order statistics do occur."""
     return np.round(rng.normal(size=(n, cols)) * 0.6).astype(np.float32)
@@ -81,11 +90,7 @@ def test_ics_drift_has_the_same_bits_from_either_quantiles():
     ref = drift(lambda z: jnp.quantile(z, jnp.asarray(train.ICS_LEVELS), axis=0))
     for t in range(6):
         a, b = _zero_heavy(rng, 300, 8), _zero_heavy(rng, 300, 8)
-        if JNP_IS_CURRENT:
-            jax.tree.map(np.testing.assert_array_equal, _bits(ours(a, b)), _bits(ref(a, b)))
-        else:
-            jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6),
-                         jax.device_get(ours(a, b)), jax.device_get(ref(a, b)))
+        _assert_same_outputs(ours(a, b), ref(a, b))
 
 
 def test_fig1_probe_shift_has_the_same_bits_from_either_percentiles():
@@ -99,11 +104,7 @@ def test_fig1_probe_shift_has_the_same_bits_from_either_percentiles():
                                                     jnp.percentile(b, jnp.asarray(q), axis=0)))
     for t in range(6):
         a, b = (_zero_heavy(rng, 600, 16) * (1 + t) for _ in range(2))
-        if JNP_IS_CURRENT:
-            jax.tree.map(np.testing.assert_array_equal, _bits(ours(a, b)), _bits(ref(a, b)))
-        else:
-            jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6),
-                         jax.device_get(ours(a, b)), jax.device_get(ref(a, b)))
+        _assert_same_outputs(ours(a, b), ref(a, b))
 
 
 def test_percentiles_of_a_bn_network_have_the_bits_of_jnp_percentile():
