@@ -69,7 +69,7 @@ def compiled(program: train.Program, batched: bool):
         v = jax.vmap
         # The runs' initial states one run at a time (`lax.map`), not vmapped: the same bits
         # (tests/test_loop.py), and XLA:CPU compiles the unbatched random draws in half the time
-        # (Figure 1's init: 3.2 -> 1.7 s), a third of what a first run spends compiling.
+        # (Figure 1's init on one core: 3.2 -> 1.7 s, of ~13 s a program compiled on a first run).
         return (jax.jit(lambda n: jax.lax.map(program.init, n)),
                 train.chunk_runner(program, batched=True),
                 jax.jit(v(program.evaluate)), jax.jit(v(train.ics_drift)),
