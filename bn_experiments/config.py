@@ -47,6 +47,9 @@ class Static:
     schedule: str
     population_batches: int
     saturation_threshold: float = 4.0
+    # Every evaluation's per-unit test-set quantiles (the ICS 1-Wasserstein and median shifts);
+    # False: the mean and std shifts only, without sorting every unit's test-set values.
+    ics_quantiles: bool = True
     use_momentum: bool = False  # SGD with a momentum trace (its value is a dynamic number)
     model_name: str = models.DEFAULT  # the family (`models.get`) that `model` belongs to
     weight_decay: float = 0.0  # L2 coefficient on the weights (0: none)
@@ -244,6 +247,8 @@ def validate(cfg: ml_collections.ConfigDict, *, reference: ml_collections.Config
         _check(isinstance(value, int) and not isinstance(value, bool) and value >= low, key, value,
                f"must be an integer >= {low}")
     _check_positive(flat, "saturation_threshold")
+    _check(isinstance(flat.get("ics_quantiles", True), bool), "ics_quantiles",
+           flat.get("ics_quantiles"), "must be True or False")
     check_data_parallel(flat)
     if flat.get("model.bn_norm_p", "l2") != "l2":
         _check(flat.get("population_batches", 0) == 0, "population_batches",
@@ -409,6 +414,7 @@ def runs(cfg: ml_collections.ConfigDict, *, input_shape: tuple = (28, 28, 1),
             tracked_units=tuple(run_cfg.model.tracked_units), schedule=run_cfg.optimizer.schedule,
             population_batches=run_cfg.population_batches,
             saturation_threshold=float(run_cfg.saturation_threshold),
+            ics_quantiles=bool(run_cfg.get("ics_quantiles", True)),
             use_momentum=float(run_cfg.optimizer.momentum) > 0,
             weight_decay=float(run_cfg.optimizer.get("weight_decay", 0.0)),
             decay_steps=int(run_cfg.optimizer.get("decay_steps", 1)),

@@ -210,6 +210,8 @@ class ProgramRun:
         now = train.previous_evaluation(self.carry)
         metrics = evaluate(self.carry, self.numbers, now if self.prev_eval is None else self.prev_eval)
         self.prev_eval = now
+        if "probe_memo" in metrics:  # the probe's memo, for the next evaluation
+            self.carry = {**self.carry, "probe_memo": metrics.pop("probe_memo")}
         ics = metrics.pop("ics")
         shifts = drift(ics if self.prev_ics is None else self.prev_ics, ics)
         if self.prev_ics is None:  # no previous evaluation to compare with at step 0

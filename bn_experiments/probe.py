@@ -22,6 +22,10 @@ outputs become evaluation curves:
 
 and each curve's mean over the evaluations after step 0 becomes `final["mean_probe_<k>..."]`.
 Nothing in the runner or the trainer changes for a new probe.
+
+A probe that compares two evaluations can keep what it measured for the next one instead of
+recomputing it at `prev_params`: `Probe(measure, memo=True)`, and `measure` returns it under the
+key "memo" (see `ProbeInputs.prev_memo`; Figure 1's probe keeps its percentiles this way).
 """
 from __future__ import annotations
 
@@ -57,6 +61,10 @@ class ProbeInputs(NamedTuple):
     test_x: Any = None
     test_y: Any = None
     batch_size: int = 0
+    # With `Probe(memo=True)`: what `measure` returned under "memo" at the previous evaluation of
+    # the run (kept in the carry, so a resumed run has it too); zeros of its shape at the first
+    # evaluation, where `prev_step == step`. None when measure is called without one.
+    prev_memo: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,3 +76,7 @@ class Probe:
     """
     measure: Callable[[ProbeInputs], dict]
     batch_size: int = 0
+    # measure also returns "memo" (any pytree, not a curve), which the next evaluation receives
+    # as `inputs.prev_memo`: e.g. a measurement at the current parameters that the next
+    # evaluation would otherwise recompute at its `prev_params`.
+    memo: bool = False

@@ -149,3 +149,39 @@ def test_the_probe_inside_a_training_run(tmp_path):
         assert all(v > 0 for v in c["value"][1:])
         assert {"probe_band_change", "probe_abs_median", "probe_band_width"} <= set(r["curves"])
     assert doc["runs"][0]["final"]["mean_probe_median_shift"] > 0
+
+
+def test_the_memo_gives_the_bits_of_recomputing_the_previous_percentiles(tmp_path):
+    # The probe keeps each evaluation's percentiles for the next (Probe(memo=True)) instead of
+    # recomputing them at `prev_params`: seeds vmapped together, an uneven schedule, every probe
+    # curve bit for bit as the recomputing probe gives it, and the memo itself is no curve.
+    from bn_experiments import experiments
+    from bn_experiments.probe import Probe
+
+    name = "fig1_recomputing_probe_test"
+    recompute = lambda inputs: {k: v for k, v in m.measure(inputs).items() if k != "memo"}  # noqa: E731
+    experiments.register(experiments.Experiment(name, probe=Probe(
+        recompute, batch_size=m.PROBE.batch_size)))
+    assert m.PROBE.memo
+    try:
+        docs = []
+        for experiment in ("fig1", name):
+            cfg = default.get_config()
+            cfg.experiment = experiment
+            cfg.steps, cfg.eval_every, cfg.eval_steps = 30, 10, (5,)
+            cfg.checkpoint_every = 0
+            cfg.data.source = "synthetic:1024:64"
+            cfg.model.widths = (16, 16)
+            cfg.model.norm = "batchnorm"
+            cfg.grid = (("seed", (0, 1)),)
+            docs.append(runner.train_and_evaluate(cfg, tmp_path / experiment, progress=False,
+                                                  plot=False))
+    finally:
+        experiments._REGISTRY.pop(name, None)
+    kept, recomputed = docs
+    for a, b in zip(kept["runs"], recomputed["runs"]):
+        probe = sorted(k for k in a["curves"] if k.startswith("probe_"))
+        assert probe == [f"probe_{k}" for k in sorted(m.PROBE_KEYS)]
+        for k in probe:
+            assert a["curves"][k] == b["curves"][k], k
+        assert a["curves"]["probe_median_shift"]["value"][0] == 0.0

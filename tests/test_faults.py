@@ -187,6 +187,7 @@ def test_batch_larger_than_an_idx_dataset(user, tmp_path):
     ("--config.model.bn_epsilon=-1.0", "model.bn_epsilon"),
     ("--config.model.bn_epsilon=0.0", "model.bn_epsilon"),
     ("--config.saturation_threshold=-4.0", "saturation_threshold"),
+    ("--config.ics_quantiles=maybe", "ics_quantiles"),
     ("--config.model.init_std=0.0", "model.init_std"),
     ("--config.model.init_std=nan", "model.init_std"),
 ])

@@ -185,20 +185,26 @@ def test_a_bad_probe_is_refused_with_its_key(data):
 def _moved(inputs: ProbeInputs) -> dict:
     """How far the params moved since the previous evaluation, and the steps it saw."""
     sq = jax.tree.map(lambda a, b: jnp.sum((a - b) ** 2), inputs.params, inputs.prev_params)
+    memo = inputs.prev_memo or {"w1": jnp.zeros(()), "mark": jnp.zeros(())}  # None: no memo yet
     return {"moved": jnp.sqrt(sum(jax.tree.leaves(sq))),
             "w1": jnp.linalg.norm(inputs.params["hidden"][0]["w"]),
             "prev_w1": jnp.linalg.norm(inputs.prev_params["hidden"][0]["w"]),
             "prev_step": inputs.prev_step.astype(jnp.float32),
-            "use_bn": float(inputs.model.use_bn)}
+            "use_bn": float(inputs.model.use_bn),
+            # Its memo (Probe(memo=True)): what it measured, for the next evaluation to read.
+            "memo_w1": memo["w1"], "memo_mark": memo["mark"],
+            "memo": {"w1": jnp.linalg.norm(inputs.params["hidden"][0]["w"]),
+                     "mark": inputs.step.astype(jnp.float32) + 1}}
 
 
 @pytest.mark.parametrize("resumed", [False, True])
 def test_probe_sees_the_previous_evaluation_on_an_uneven_schedule(data, tmp_path, monkeypatch,
                                                                    resumed):
     """`prev_params` is the run at the previous evaluation (itself at step 0), including the extra
-    early evaluations of `eval_steps`, and survives an interrupt and resume from a checkpoint."""
+    early evaluations of `eval_steps`, and survives an interrupt and resume from a checkpoint; so
+    does the probe's memo (zeros before the first evaluation)."""
     name = NAME + "_prev"
-    experiments.register(experiments.Experiment(name, probe=Probe(_moved, batch_size=8)))
+    experiments.register(experiments.Experiment(name, probe=Probe(_moved, batch_size=8, memo=True)))
     try:
         cfg = _cfg(**{"model.norm": "batchnorm", "eval_steps": (3, 5), "checkpoint_every": 20})
         cfg.experiment = name
@@ -226,6 +232,9 @@ def test_probe_sees_the_previous_evaluation_on_an_uneven_schedule(data, tmp_path
     assert c["probe_moved"]["value"][0] == 0.0 and min(c["probe_moved"]["value"][1:]) > 0
     assert c["probe_prev_w1"]["value"][1:] == pytest.approx(c["probe_w1"]["value"][:-1], rel=1e-6)
     assert c["probe_use_bn"]["value"] == [1.0] * len(steps)
+    assert c["probe_memo_mark"]["value"] == [0.0] + [s + 1.0 for s in steps[:-1]]
+    assert c["probe_memo_w1"]["value"] == [0.0] + c["probe_w1"]["value"][:-1]  # the same bits
+    assert "probe_memo" not in c and not any(k.startswith("probe_memo_w1_") for k in c)
 
 
 def test_extra_early_evaluations_do_not_change_the_trajectory(data, tmp_path):

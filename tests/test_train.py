@@ -260,3 +260,35 @@ def test_optimistic_chunks_compile_once_and_replay_only_on_divergence(data):
     numbers = train.numbers_to_arrays(dataclasses.replace(run.numbers, learning_rate=1e10))
     carry, _ = chunk(program.init(numbers), numbers)
     assert int(carry["diverged_at"]) >= 1 and traces == {"fast": 1, "checked": 1}
+
+
+def test_evaluations_without_ics_quantiles_keep_every_other_number(data):
+    """`ics_quantiles=False` (Figure 1's config) drops the per-unit test-set quantiles and the
+    two shifts made of them (ics_w1, ics_p50_shift); every other number of the evaluation and
+    the mean/std shifts keep their bits."""
+    outs = {}
+    for flag in (True, False):
+        run = _run(ics_quantiles=flag)
+        assert run.static.ics_quantiles is flag
+        program = train.make_program(run.static, data)
+        numbers = train.numbers_to_arrays(run.numbers)
+        carry = jax.jit(program.init)(numbers)
+        before = jax.jit(program.evaluate)(carry, numbers)
+        carry, _ = jax.jit(program.chunk)(carry, numbers)
+        after = jax.jit(program.evaluate)(carry, numbers)
+        outs[flag] = (after, jax.jit(train.ics_drift)(before.pop("ics"), after.pop("ics")))
+    (with_q, drift_q), (without, drift) = outs[True], outs[False]
+    assert set(drift_q) == {"ics_w1", "ics_mean_shift", "ics_std_shift", "ics_p50_shift"}
+    assert set(drift) == {"ics_mean_shift", "ics_std_shift"}
+    assert float(drift_q["ics_w1"][0]) > 0
+    jax.tree.map(np.testing.assert_array_equal, _bits(without), _bits(with_q))
+    jax.tree.map(np.testing.assert_array_equal, _bits(drift),
+                 _bits({k: drift_q[k] for k in drift}))
+
+
+@pytest.mark.parametrize("bad", ["1", "yes", "None"])
+def test_a_bad_ics_quantiles_is_refused_with_the_field(bad):
+    cfg = fig1_mnist.get_config("quick")
+    cfg.runs = (f"r: ics_quantiles={bad}",)
+    with pytest.raises(config_lib.ConfigError, match="ics_quantiles"):
+        config_lib.runs(cfg)
