@@ -15,6 +15,8 @@ one program writes the checkpoint format of a program alone.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import threading
 from collections.abc import Callable
 
 import jax
@@ -36,6 +38,30 @@ def _in_parallel(programs: list[ProgramRun], pool, fn: Callable) -> list:
     futures = [pool.submit(fn, p) for p in programs]
     concurrent.futures.wait(futures)
     return [f.result() for f in futures]
+
+
+def _prepare_in_background(programs: list[ProgramRun]) -> concurrent.futures.Future | None:
+    """`ProgramRun.prepare_results` of every program that needs it, one after the other in a
+    thread of the lowest CPU priority (nice 19, where the OS allows it): it compiles in the time
+    the cores would idle (a program that finishes its round early waits for the others) rather
+    than after the last step. None when no program needs it."""
+    todo = [(p, p.carry) for p in programs if p.uses_population]
+    if not todo:
+        return None
+
+    def prepare() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):  # not Linux, or not allowed: normal priority
+            pass
+        for program, carry in todo:
+            program.prepare_results(carry)
+
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prepare")
+    try:
+        return executor.submit(prepare)
+    finally:
+        executor.shutdown(wait=False)
 
 
 def _keys_as_data(carry: dict) -> dict:
@@ -115,6 +141,7 @@ def _train(programs, pool, runs, log, progress, desc, checkpointer, checkpoint_e
     if checkpointer is not None and checkpointer.exists():
         rounds = _restore(checkpointer, programs, metrics_file)
     write(_in_parallel(programs, pool, ProgramRun.begin))
+    prepared = _prepare_in_background(programs)
     total = max(p.static.steps for p in programs)
     bar = tqdm(total=total, initial=min(p.step for p in programs), desc=desc or describe(runs),
                unit="step", disable=not progress, leave=False)
@@ -141,4 +168,6 @@ def _train(programs, pool, runs, log, progress, desc, checkpointer, checkpoint_e
             interrupt.check(f"interrupted at step {min(p.step for p in going):,} of "
                             f"{max(p.static.steps for p in going):,} of {describe(runs)}; {kept}")
     bar.close()
+    if prepared is not None:
+        prepared.result()  # done (or, on a short run, waited for); its errors are the run's
     return _in_parallel(programs, pool, ProgramRun.results)

@@ -128,7 +128,7 @@ class Workdir:
         """Keeps a finished run: its full-resolution arrays first, then its summary row (whose
         presence marks the run finished). Returns the row as written."""
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez(buffer, **arrays)  # stored: float32 curves deflate by ~13%, at 12x the time
         summary_lib.atomic_write(self.point_path(name, ".npz"), buffer.getvalue())
         text = summary_lib.dumps(doc)
         summary_lib.atomic_write(self.point_path(name), text)
@@ -147,8 +147,10 @@ class Workdir:
             with np.load(path) as data:
                 arrays.update({f"{name}/{k}": data[k] for k in data.files})
         if arrays:
+            # Stored, not deflated: per-step float32 curves shrink by ~13% (Figure 1's 26 MB to
+            # 23 MB) for ~1 s of compression at the end of every run.
             buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
+            np.savez(buffer, **arrays)
             summary_lib.atomic_write(self.path / "curves.npz", buffer.getvalue())
         return missing
 
