@@ -14,8 +14,9 @@ compilation, every evaluation, writing results and a figure included.
   statistics) at the same steps (0, 50, 100, 200, then every 500), then a JSON of the curves
   and one figure, the two networks one after the other, eager, with torch's default threads.
 
-Ours does more work than that (internal-covariate-shift statistics and saturation at every
-evaluation, Algorithm 2's population statistics, checkpoints, claims, several figures). Ours runs
+Ours does more work than that (each layer's internal-covariate-shift mean/std shifts, its
+saturation and Figure 1's probe at every evaluation, Algorithm 2's population statistics,
+checkpoints, claims, several figures). Ours runs
 twice per round: with an empty compilation cache (a first run: everything compiles) and with the
 cache that run filled (every later run of the config; bn_experiments.devices.compilation_cache).
 Rounds alternate which side runs first; the report gives the median over rounds and the ratios
