@@ -1,7 +1,9 @@
 """How many devices a process gets: on a CPU, one per core, set before JAX starts its backend.
 
-XLA:CPU runs a small training step (the batch-60 MLP of Figure 1) on one thread, so a process with
-one CPU device uses one core however many the machine has. JAX can present the host CPU as several
+XLA:CPU runs a small training step (the batch-60 MLP of Figure 1) mostly on one thread (only
+independent operations run concurrently: a 16-point sweep program uses ~1.33 of 2 cores,
+results/bench/bench_sweep_cpu.txt), so a process with one CPU device leaves most of a multi-core
+machine idle. JAX can present the host CPU as several
 devices (`jax_num_cpu_devices`; `XLA_FLAGS=--xla_force_host_platform_device_count=N` on a jax that
 lacks the option); the runner then trains independent programs on different devices at the same
 time and spreads a stack of same-shape programs over them (bn_experiments.placement). GPUs and TPUs

@@ -13,8 +13,10 @@ Each side runs the trainer's compiled chunks (a `lax.scan` of `eval_every` SGD s
 divergence checked once per chunk, `train.chunk_runner`), compilation excluded (a warm-up chunk
 each), the three alternated in every round; the report gives the median throughput (point-steps
 per second) and the ratios. On CPU the device count is one per core unless --devices says
-otherwise; XLA:CPU runs each of these programs on one thread, so on N cores the "every device"
-side can approach N times the one-device program.
+otherwise. XLA:CPU runs each of these programs mostly on one thread, but runs independent
+operations of a program concurrently: alone on 2 cores, the one-device program is ~1.33x as fast
+as pinned to one core (`taskset -c 0`), which bounds the "every device" side at ~2 / 1.33 = 1.5x
+it on a 2-core CPU (results/bench/bench_sweep_cpu.txt).
 
     python scripts/bench_sweep.py [--points 16] [--chunks 3] [--repeats 3] [--norm batchnorm]
                                   [--devices N] [--out results/bench/bench_sweep_cpu.txt]
