@@ -42,14 +42,7 @@ def columns(z: jax.Array, levels: Sequence[float] | np.ndarray) -> jax.Array:
     """(len(levels), columns): the quantiles at `levels` (in [0, 1]) of each column of the float32
     matrix `z` (rows, columns), linear interpolation. `jnp.quantile(z, levels, axis=0)` under
     jit, but for the sign of a zero (module docstring); a column with a NaN is all NaN, as there."""
-    n = z.shape[0]
-    q = np.asarray(levels, np.float32)
-    # Positions and weights exactly as jnp.quantile computes them, in float32.
-    pos = q * np.float32(n - 1)
-    low = np.clip(np.floor(pos), 0, n - 1).astype(np.int32)
-    high = np.clip(np.ceil(pos), 0, n - 1).astype(np.int32)
-    high_w = pos - np.floor(pos)
-    low_w = np.float32(1) - high_w
+    low, high, low_w, high_w = interpolation(levels, z.shape[0])
     # Sorted along the rows where they are: a transpose to sort along the minor axis is ~20%
     # faster, but it changes the layout XLA gives the matmul that produced `z`, and with it the
     # last bits of `z` (Figure 1's probe moved by 1e-7): `z` must be what jnp.quantile would see.
@@ -60,6 +53,19 @@ def columns(z: jax.Array, levels: Sequence[float] | np.ndarray) -> jax.Array:
 
     out = order_statistics(low) * low_w[:, None] + order_statistics(high) * high_w[:, None]
     return jnp.where(jnp.any(jnp.isnan(z), axis=0), jnp.nan, out)
+
+
+def interpolation(levels: Sequence[float] | np.ndarray, n: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, low_w, high_w): the positions (int32) of the two order statistics of `n` sorted
+    values that linear interpolation takes at each of `levels` (in [0, 1]), and their float32
+    weights, exactly as jnp.quantile computes them under jit. Shared by `columns` (which sorts)
+    and `train.tracked_percentiles` (which ranks)."""
+    pos = np.asarray(levels, np.float32) * np.float32(n - 1)
+    low = np.clip(np.floor(pos), 0, n - 1).astype(np.int32)
+    high = np.clip(np.ceil(pos), 0, n - 1).astype(np.int32)
+    high_w = pos - np.floor(pos)
+    return low, high, np.float32(1) - high_w, high_w
 
 
 def percentile_levels(percentiles: Sequence[float]) -> np.ndarray:

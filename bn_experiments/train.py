@@ -161,10 +161,7 @@ def tracked_percentiles(preacts: jax.Array, units: tuple[int, ...]) -> jax.Array
         return jnp.percentile(z, jnp.asarray(PERCENTILES), axis=0)
     # Positions and weights of linear interpolation, in float32 exactly as jnp.percentile gets them
     # under jit; a test holds the two bit-equal.
-    q = quantiles.percentile_levels(PERCENTILES) * np.float32(n - 1)
-    low, high = np.floor(q), np.ceil(q)
-    high_w = q - low
-    low_w = np.float32(1) - high_w
+    low, high, low_w, high_w = quantiles.interpolation(quantiles.percentile_levels(PERCENTILES), n)
     key = jnp.where(z == 0, jnp.zeros_like(z), z)  # -0 and 0 compare equal, as in lax.sort
     pos = jnp.arange(n)
     before = (key[None, :, :] < key[:, None, :]) | (
