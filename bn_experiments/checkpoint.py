@@ -67,9 +67,15 @@ class Checkpointer:
             tree = mngr.restore(step, args=self._ocp.args.StandardRestore())
         finally:
             absl_logger.removeFilter(_no_target_warning)
-        treedef = jax.tree.structure({**like_carry, **{k: jax.random.key_data(like_carry[k])
-                                                       for k in _KEYS}})
+        like = {**like_carry, **{k: jax.random.key_data(like_carry[k]) for k in _KEYS}}
+        treedef = jax.tree.structure(like)
         leaves = [tree["carry"][k] for k in sorted(tree["carry"])]
+        if [np.shape(x) for x in leaves] != [np.shape(x) for x in jax.tree.leaves(like)]:
+            from bn_experiments.workdir import WorkdirError  # (workdir imports this module)
+            raise WorkdirError(
+                f"the checkpoint in {self.directory} holds another training state than this "
+                f"version of bn-experiments trains (written by an older one?); rerun with "
+                f"--restart to train from step 0")
         carry = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
         carry.update({k: jax.random.wrap_key_data(carry[k]) for k in _KEYS})
         host = jax.tree.map(np.asarray, tree["host"])

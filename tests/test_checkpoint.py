@@ -35,6 +35,23 @@ def test_checkpointer_round_trips_carry_with_prng_keys(tmp_path):
     assert not (tmp_path / "ck").exists()
 
 
+def test_a_checkpoint_of_another_training_state_is_refused_with_the_fix(tmp_path):
+    # Written by a version whose carry had no probe batch (or a memo of another shape): resuming
+    # it into this version's carry says so in one line, with --restart, instead of mis-assigning.
+    import pytest
+
+    from bn_experiments.workdir import WorkdirError
+    carry = {"params": {"w": jax.numpy.ones((2, 3))}, "step": jax.numpy.int32(7),
+             "data_key": jax.random.key(1), "noise_key": jax.random.key(2)}
+    checkpoint.Checkpointer(tmp_path / "ck").save(5, carry, {"metrics_bytes": np.asarray(0)})
+    for now in ({**carry, "probe_idx": jax.numpy.arange(4)},
+                {**carry, "params": {"w": jax.numpy.ones((3, 3))}}):
+        with pytest.raises(WorkdirError, match="another training state.*--restart"):
+            checkpoint.Checkpointer(tmp_path / "ck").restore(now)
+    step, same, _ = checkpoint.Checkpointer(tmp_path / "ck").restore(carry)
+    assert step == 5 and int(same["step"]) == 7
+
+
 def _finished_checkpoints(workdir: pathlib.Path) -> list[int]:
     steps = []
     for group in (workdir / "checkpoints").glob("*"):
