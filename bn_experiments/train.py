@@ -188,14 +188,14 @@ def ics_drift(prev: dict, now: dict) -> dict:
     """
     mid = len(ICS_LEVELS) // 2
     shift = lambda a, b: jnp.mean(jnp.abs(a - b))  # noqa: E731
-    out = {"ics_w1": [shift(a, b) for a, b in zip(prev["quantiles"], now["quantiles"])]
-           } if "quantiles" in now else {}
-    out.update({"ics_mean_shift": [shift(a, b) for a, b in zip(prev["mean"], now["mean"])],
-                "ics_std_shift": [shift(a, b) for a, b in zip(prev["std"], now["std"])]})
+    out = {"ics_mean_shift": [shift(a, b) for a, b in zip(prev["mean"], now["mean"])],
+           "ics_std_shift": [shift(a, b) for a, b in zip(prev["std"], now["std"])]}
     if "quantiles" in now:
+        pairs = list(zip(prev["quantiles"], now["quantiles"]))
+        out["ics_w1"] = [shift(a, b) for a, b in pairs]
         out["ics_p50_shift"] = [shift(a[mid - 1:mid + 1].mean(0), b[mid - 1:mid + 1].mean(0))
-                                for a, b in zip(prev["quantiles"], now["quantiles"])]
-    return out
+                                for a, b in pairs]
+    return out  # (key order: jit returns a dict's keys sorted)
 
 
 # float32(k) / float32(255) as numpy (and data.py) computes it; XLA would multiply by 1/255 instead.
