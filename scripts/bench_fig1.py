@@ -1,14 +1,15 @@
 """Throughput of the Figure 1 trainer against the standard ways to write the same training loop.
 
-What is measured: SGD steps per second of the fig1 config's two runs (`no_bn` and `bn`: a
-784-100-100-100-10 sigmoid MLP on the embedded MNIST, batch 60, plain SGD lr 0.1, with the 15/50/85th
-percentiles of 4 tracked units of the last hidden layer's pre-activation computed every step), for
+What is measured: SGD steps per second of the fig1 config's two networks at its first seed (`no_bn`
+and `bn`: a 784-100-100-100-10 sigmoid MLP on the embedded MNIST, batch 60, plain SGD at the
+config's learning rate, with the 15/50/85th percentiles of 4 tracked units of the last hidden
+layer's pre-activation computed every step), for
 
 1. "trainer": our compiled trainer (`bn_experiments.train`) as the runner drives it
    (`train.chunk_runner`): one `lax.scan` of `eval_every` steps per jitted chunk, the divergence
    check once per chunk (one small fetch to the host), chunks called back to back (compile excluded
    by a warm-up chunk);
-2. "flax.linen loop": the standard Flax way, an equivalent `flax.linen` MLP, `optax.sgd(0.1)`, data on
+2. "flax.linen loop": the standard Flax way, an equivalent `flax.linen` MLP, `optax.sgd(lr)`, data on
    the device and a jitted `train_step(state, step_index)` called from Python once per step, which
    picks its batch from a precomputed device array of batch indices, updates params and
    batch_stats and returns the same per-step loss and percentiles as device arrays (no per-step
@@ -49,6 +50,7 @@ against PyTorch eager doing the same work, both timed from outside as subprocess
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import platform
@@ -66,6 +68,7 @@ import optax
 
 from bn_experiments import config as config_lib
 from bn_experiments import data as data_lib
+from bn_experiments import sweep
 from bn_experiments import train
 from bn_experiments.configs import fig1_mnist
 
@@ -105,6 +108,17 @@ def step_flops(input_size: int, widths: tuple[int, ...], num_classes: int, batch
 
 
 # ---------------------------------------------------------------------------- contenders
+
+
+def fig1_runs(cfg, ds_host: data_lib.Dataset) -> list[config_lib.Run]:
+    """Figure 1's two networks at the config's first seed, named `no_bn` and `bn`.
+
+    The config is a norm x seed grid (`sweep.expand`); `config_lib.runs` alone would give only its
+    base run, the network without BN."""
+    runs = sweep.expand(cfg, input_shape=tuple(ds_host.input_shape), num_train=ds_host.num_train)
+    first = runs[0].numbers.seed
+    return [dataclasses.replace(r, name="bn" if r.static.model.use_bn else "no_bn")
+            for r in runs if r.numbers.seed == first]
 
 
 class TrainerBench:
@@ -212,10 +226,11 @@ class FlaxLoopBench:
 
 
 class TorchBench:
-    """The same MLP in eager PyTorch (CPU, float32, default threads)."""
+    """The same MLP in eager PyTorch (float32, default threads; CPU unless `device` names another,
+    e.g. "cuda" in scripts/bench_gpu.py, where a measurement ends with a device synchronize)."""
 
     def __init__(self, run: config_lib.Run, ds_host: data_lib.Dataset, batch_idx: np.ndarray,
-                 threads: int | None = None):
+                 threads: int | None = None, device: str = "cpu"):
         import torch
         from torch import nn
 
@@ -249,14 +264,16 @@ class TorchBench:
                     h = torch.sigmoid(pre)
                 return self.out(h), pre
 
-        self.model = MLP().train()
+        self.device = torch.device(device)
+        self.model = MLP().train().to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=run.numbers.learning_rate)
-        self.x = torch.from_numpy(np.ascontiguousarray(
-            ds_host.x_train.reshape(ds_host.x_train.shape[0], -1), dtype=np.float32))
-        self.y = torch.from_numpy(np.asarray(ds_host.y_train, dtype=np.int64))
-        self.idx = torch.from_numpy(batch_idx.astype(np.int64))
-        self.units = torch.tensor(units)
-        self.qs = torch.tensor([q / 100 for q in PERCENTILES], dtype=torch.float32)
+        x = ds_host.x_train.reshape(ds_host.x_train.shape[0], -1)
+        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        self.y = torch.from_numpy(np.asarray(ds_host.y_train, dtype=np.int64)).to(self.device)
+        self.idx = torch.from_numpy(batch_idx.astype(np.int64)).to(self.device)
+        self.units = torch.tensor(units, device=self.device)
+        self.qs = torch.tensor([q / 100 for q in PERCENTILES], dtype=torch.float32,
+                               device=self.device)
         self.i, self.threads = 0, threads
         self.measure(20, 60.0)  # warm up
 
@@ -284,6 +301,8 @@ class TorchBench:
                 self.i = (self.i + 1) % self.idx.shape[0]
                 outs.append(self.step(self.i))
                 done += 1
+            if self.device.type == "cuda":
+                self.torch.cuda.synchronize()  # the queued kernels are part of the work
             return done / (time.perf_counter() - t0)
         finally:
             self.torch.set_num_threads(prev)
@@ -393,8 +412,7 @@ def main() -> None:
 
     cfg = fig1_mnist.get_config()
     ds_host = data_lib.load(cfg.data.source, standardize=cfg.data.standardize)
-    runs = config_lib.runs(cfg, input_shape=tuple(ds_host.input_shape),
-                           num_train=ds_host.num_train)
+    runs = fig1_runs(cfg, ds_host)
     ds = data_lib.to_device(ds_host)
     eval_every = runs[0].static.eval_every
     steps = max(eval_every, args.steps // eval_every * eval_every)
