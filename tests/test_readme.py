@@ -7,6 +7,7 @@ states is pyproject.toml's.
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 
@@ -39,9 +40,31 @@ def test_refers_to_nothing_outside_the_repository():
 def test_figure_1_times_are_the_measured_ones():
     """85 s side by side (this version), 131 s before its faster quantile sorts, 199 s one
     program at a time (before that); Figure 1's committed run on the official MNIST, 127 s (1,386 s
-    at an older version); ~10 s of compilation per program on a first run."""
+    at an older version); ~10 s of compilation per program on a first run; then the GPU times
+    (next test) and the CPU's 127 s again."""
     times = re.findall(r"\b\d[\d,]*(?:\.\d+)? ?s\b(?! CPU)", README)
-    assert times == ["85 s", "131 s", "199 s", "127 s", "1,386 s", "10 s"], times
+    assert times == ["85 s", "131 s", "199 s", "127 s", "1,386 s", "10 s", "67 s", "53 s", "81 s",
+                     "2,522 s", "64 s", "71 s", "30 s", "127 s"], times
+
+
+def test_gpu_numbers_are_the_ones_in_the_committed_bench_output():
+    """The README's H100 figures are copied from results/bench/bench_gpu_h100.txt, which holds the
+    device calls' own output; the CPU total is the committed runs' provenance."""
+    bench = (ROOT / "results" / "bench" / "bench_gpu_h100.txt").read_text()
+    for name, secs in (("lr_sweep", 67), ("lr_init_grid", 53), ("activation_sweep", 81),
+                       ("fig1", 64)):
+        assert f"  {name}: {secs} s on this device" in bench, name
+    for rate in ("15366 steps/s", "4074 steps/s", "619 steps/s", "12354 point-steps/s",
+                 "573400 point-steps/s", "644987 point-steps/s", "441200 point-steps/s",
+                 "502305 point-steps/s", "1.2 min of training steps"):
+        assert rate in bench, rate
+        number = rate.split()[0]
+        shown = f"{int(number):,}" if number.isdigit() else number
+        assert shown in README, shown
+    assert "fig1 cold: exit 0, 71176 ms" in bench and "fig1 warm: exit 0, 29760 ms" in bench
+    cpu = sum(json.loads((ROOT / "results" / n / "provenance.json").read_text())["wall_seconds"]
+              for n in ("lr_sweep", "lr_init_grid", "activation_sweep"))
+    assert round(cpu) == 2522 and "2,522 s" in README
 
 
 def test_states_the_tested_version_range_of_pyproject():
