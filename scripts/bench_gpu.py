@@ -21,7 +21,8 @@ the last stage uses only the time left before --deadline-seconds:
     python scripts/bench_gpu.py [--out-dir DIR] [--deadline-seconds 480] [--repeats 3]
                                 [--steps 3000] [--points 1,16,256,1024] [--quick]
 
---quick shrinks every stage to seconds (used to check the script on a CPU before a lease).
+--quick shrinks every stage (about 2 minutes on a 2-core CPU, to check the script before a
+lease; its numbers are not measurements).
 Results: DIR/bench_gpu.txt (the report) and DIR/claims_gpu.json (per experiment: wall time and
 claims). The official MNIST is read from $BN_EXP_DATA_DIR/mnist for the claims stage.
 """
