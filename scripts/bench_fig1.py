@@ -110,6 +110,13 @@ def step_flops(input_size: int, widths: tuple[int, ...], num_classes: int, batch
 # ---------------------------------------------------------------------------- contenders
 
 
+def batch_order(run: config_lib.Run, steps: int, num_train: int) -> np.ndarray:
+    """The trainer's batch indices for its first `steps` steps: the per-step loops cycle through
+    them, so every contender trains on the same batches."""
+    k_data = jax.random.split(jax.random.key(run.numbers.seed), 3)[1]
+    return np.asarray(data_lib.batch_indices(k_data, 0, steps, run.static.batch_size, num_train))
+
+
 def fig1_runs(cfg, ds_host: data_lib.Dataset) -> list[config_lib.Run]:
     """Figure 1's two networks at the config's first seed, named `no_bn` and `bn`.
 
@@ -417,11 +424,8 @@ def main() -> None:
     eval_every = runs[0].static.eval_every
     steps = max(eval_every, args.steps // eval_every * eval_every)
 
-    # The per-step loops use the trainer's batch order (its first `steps` steps), cycled.
     static0 = runs[0].static
-    k_data = jax.random.split(jax.random.key(runs[0].numbers.seed), 3)[1]
-    batch_idx = np.asarray(data_lib.batch_indices(k_data, 0, steps, static0.batch_size,
-                                                  ds.num_train))
+    batch_idx = batch_order(runs[0], steps, ds.num_train)
 
     names = [r.name for r in runs]
     torch_default_threads = torch.get_num_threads() if torch is not None else None

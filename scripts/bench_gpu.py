@@ -66,9 +66,6 @@ def elapsed() -> float:
 
 
 def stage_fig1(out: Report, repeats: int, steps: int, quick: bool) -> None:
-    import jax
-    import numpy as np
-
     import bench_fig1  # this script's folder is on sys.path
     from bn_experiments import data as data_lib
     from bn_experiments.configs import fig1_mnist
@@ -86,9 +83,7 @@ def stage_fig1(out: Report, repeats: int, steps: int, quick: bool) -> None:
     ds = data_lib.to_device(ds_host)
     eval_every = runs[0].static.eval_every
     steps = max(eval_every, steps // eval_every * eval_every)
-    k_data = jax.random.split(jax.random.key(runs[0].numbers.seed), 3)[1]
-    batch_idx = np.asarray(data_lib.batch_indices(k_data, 0, steps, runs[0].static.batch_size,
-                                                  ds.num_train))
+    batch_idx = bench_fig1.batch_order(runs[0], steps, ds.num_train)
     t = time.perf_counter()
     contenders = {}
     for run in runs:
